@@ -1,0 +1,1 @@
+"""DanHAR in JAX/Flax."""
