@@ -1,0 +1,109 @@
+r"""Shared defaults, and the `:arg` grammar every dataset config accepts.
+
+Not meant to be run on its own: use a dataset config (`configs/wisdm.py`, ...). Each of those
+carries the authors' settings for the three model files they published per dataset, chosen by the
+config argument:
+
+  --config=configs/<dataset>.py              DanHAR: Att-based ResNet (channel → temporal)
+  --config=configs/<dataset>.py:resnet       Residual Network, the authors' ResNet settings
+  --config=configs/<dataset>.py:cnn          Standard CNN, the authors' baseline settings
+  --config=configs/<dataset>.py:att_cnn      Att-based CNN (CNN + DanHAR attention per block)
+  --config=configs/<dataset>.py:channel      ResNet + channel attention only      (Table VII)
+  --config=configs/<dataset>.py:temporal     ResNet + temporal attention only     (Table VII)
+  --config=configs/<dataset>.py:temporal_channel   ResNet + temporal → channel    (Table VII)
+  --config=configs/<dataset>.py:quick        any of the above, shrunk to a CPU smoke run (< 1 min)
+
+Arguments combine with commas (`:cnn,quick`). Every field can be overridden on the command line,
+e.g. `--config.model.dtype=bfloat16 --config.batch_size=256`; a misspelt field is an error.
+"""
+
+import ml_collections
+
+# The authors' model files per variant; the ablation variants use the DanHAR file's settings.
+VARIANTS = {
+    "danhar": ("resnet", "channel_temporal"),
+    "resnet": ("resnet", "none"),
+    "cnn": ("cnn", "none"),
+    "att_cnn": ("cnn", "channel_temporal"),
+    "channel": ("resnet", "channel"),
+    "temporal": ("resnet", "temporal"),
+    "temporal_channel": ("resnet", "temporal_channel"),
+}
+
+
+def get_config():
+  """Fields common to every dataset. Dataset configs override the dataset-specific ones."""
+  config = ml_collections.ConfigDict()
+
+  # Data. `dataset` is a TFDS name from tfds_builders/ (optionally `name/builder_config`).
+  config.dataset = "wisdm"
+  config.data_dir = "~/tensorflow_datasets"   # where prepared datasets live (TFDS data_dir)
+  config.manual_dir = ""                       # where you placed the raw archive, if no network
+  config.input_shape = (200, 3)                # model-facing window: (time, sensors)
+  config.num_classes = 6
+  # Comma-separated subject ids. When set, train = every other subject, test = these, over the
+  # union of the builder's splits: subject-wise or leave-one-subject-out evaluation.
+  config.test_subjects = ""
+
+  config.model = ml_collections.ConfigDict()
+  config.model.backbone = "resnet"             # 'cnn' | 'resnet'
+  config.model.attention = "channel_temporal"  # 'none'|'channel'|'temporal'|'channel_temporal'|'temporal_channel'
+  config.model.widths = (128, 256, 384)
+  config.model.kernel = 6                      # first conv of each block: (kernel, 1)
+  config.model.strides = (2, 2, 2)
+  config.model.padding = 0
+  config.model.kernel2 = 3                     # second conv of each block: (kernel2, 1), stride 1
+  config.model.temporal_kernel = (7, 7)        # temporal-attention conv (time, sensor)
+  config.model.time_as_channels = False        # OPPORTUNITY's layout, see configs/opportunity.py
+  # The authors' `nn.LayerNorm(x.size())` on the logits: standardises the whole batch's logit
+  # matrix with one mean and variance. Argmax is unchanged; the loss scale is not. Off by default.
+  config.model.logit_standardization = False
+  config.model.dtype = "float32"               # compute dtype; 'bfloat16' keeps float32 params
+  config.model.conv_impl = "im2col"            # 'im2col' (fastest on CPU) | 'xla' (lax.conv)
+
+  # Optimisation: PyTorch Adam with coupled L2 `weight_decay` (not AdamW), per-epoch LR schedule.
+  config.batch_size = 210                      # global batch; per device = batch_size / devices
+  config.eval_batch_size = 1024                # padded and masked: no test window is dropped
+  config.learning_rate = 1e-3
+  config.weight_decay = 1e-3
+  config.lr_schedule = "exponential"           # 'constant' | 'exponential' (ExponentialLR) | 'step' (StepLR)
+  config.lr_decay_rate = 0.9                   # gamma
+  config.lr_step_epochs = 1                    # StepLR step_size, in epochs
+  config.num_epochs = 500
+  config.steps_per_epoch = -1                  # -1: every full batch of the train split
+  config.seed = 0
+
+  # Running.
+  config.parallelism = "pmap"                  # 'pmap' | 'shard_map' (the same per-device step)
+  config.log_every_steps = 20
+  config.checkpoint_every_steps = 0            # 0: checkpoint at the end of every epoch only
+  config.max_checkpoints_to_keep = 2
+  return config
+
+
+def finalize(config, arg, settings):
+  """Applies the variant named in `arg` with its `settings[variant]`, then `quick` if asked.
+
+  `settings` maps 'cnn' | 'resnet' | 'danhar' to (batch_size, learning_rate, weight_decay,
+  lr_schedule, lr_decay_rate, lr_step_epochs), read from the authors' model files.
+  """
+  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+  unknown = [t for t in tokens if t not in VARIANTS and t != "quick"]
+  if unknown:
+    raise ValueError(f"Unknown config argument(s) {unknown}; valid: "
+                     f"{', '.join([*VARIANTS, 'quick'])}.")
+  variants = [t for t in tokens if t in VARIANTS] or ["danhar"]
+  if len(variants) > 1:
+    raise ValueError(f"Choose one model variant, not {variants}.")
+  variant = variants[0]
+  config.model.backbone, config.model.attention = VARIANTS[variant]
+  trained_as = variant if variant in ("cnn", "resnet") else "danhar"
+  (config.batch_size, config.learning_rate, config.weight_decay, config.lr_schedule,
+   config.lr_decay_rate, config.lr_step_epochs) = settings[trained_as]
+  if "quick" in tokens:
+    config.batch_size = 32
+    config.eval_batch_size = 256
+    config.num_epochs = 2
+    config.steps_per_epoch = 3
+    config.log_every_steps = 1
+  return config

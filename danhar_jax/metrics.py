@@ -1,0 +1,74 @@
+"""CLU metric collections for training and evaluation, and the F1 scores HAR papers report.
+
+(No `from __future__ import annotations` here: CLU reads the metric classes from the annotations.)
+
+DanHAR reports accuracy only. The OPPORTUNITY and PAMAP2 literature compares F1 (Hammerla: macro,
+Ordóñez: weighted), so evaluation reports all three from one confusion matrix.
+"""
+
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from clu import metrics
+
+
+@flax.struct.dataclass
+class ConfusionMatrix(metrics.Metric):
+  """Counts of (true class, predicted class), masked: padded eval windows count nowhere."""
+  matrix: jnp.ndarray
+
+  @classmethod
+  def from_model_output(cls, *, logits, labels, mask=None, **_):
+    k = logits.shape[-1]
+    mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+    true = jax.nn.one_hot(labels, k, dtype=jnp.float32) * mask[:, None]
+    pred = jax.nn.one_hot(jnp.argmax(logits, -1), k, dtype=jnp.float32)
+    return cls(matrix=(true.T @ pred).astype(jnp.int32))
+
+  def merge(self, other):
+    return type(self)(matrix=self.matrix + other.matrix)
+
+  def compute(self):
+    return self.matrix
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Accuracy
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Accuracy
+  confusion: ConfusionMatrix
+
+
+def cross_entropy(logits, labels):
+  """Per-window softmax cross-entropy: PyTorch's CrossEntropyLoss on the argmax of the one-hot."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def f1_scores(confusion: np.ndarray) -> dict[str, float]:
+  """Accuracy, macro-F1 and weighted-F1 from a [true, predicted] confusion matrix.
+
+  Matches sklearn's `f1_score(average='macro'|'weighted')` with `zero_division=0`: macro averages
+  over the classes that occur in the labels or the predictions.
+  """
+  cm = np.asarray(confusion, np.float64)
+  tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    precision = np.where(predicted > 0, tp / predicted, 0.0)
+    recall = np.where(support > 0, tp / support, 0.0)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+  present = (support > 0) | (predicted > 0)
+  total = cm.sum()
+  return {
+      "accuracy": float(tp.sum() / total) if total else 0.0,
+      "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+      "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else 0.0,
+  }

@@ -1,0 +1,318 @@
+"""Training and evaluation: the per-device steps, and the loop that drives, logs and checkpoints them.
+
+The steps are pure functions of (state, batch), written once per device with explicit collectives
+over `parallel.AXIS`: gradients and losses are averaged across devices, and BatchNorm takes its
+batch statistics over the global batch (`axis_name`), so N devices train like one device on the
+same global batch. `config.parallelism` maps them with `jax.pmap` or `jax.shard_map`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training import train_state
+
+from danhar_jax import input_pipeline
+from danhar_jax import metrics as metrics_lib
+from danhar_jax import models
+from danhar_jax import parallel
+from danhar_jax import writers as writers_lib
+
+AXIS = parallel.AXIS
+
+# Orbax narrates every save at INFO through absl; keep its warnings, drop the narration.
+logging.getLogger("absl").addFilter(
+    lambda r: r.levelno >= logging.WARNING or "orbax" not in r.pathname)
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or inf; the run stops before anything is checkpointed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser: PyTorch's Adam(weight_decay=wd) with a scheduler stepped once per epoch.
+
+
+def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+  """ExponentialLR(gamma) or StepLR(step_size, gamma), stepped per epoch, as optax schedules."""
+  lr, gamma = config.learning_rate, config.lr_decay_rate
+  if config.lr_schedule == "constant":
+    return optax.constant_schedule(lr)
+  if config.lr_schedule == "exponential":
+    return optax.exponential_decay(lr, steps_per_epoch, gamma, staircase=True)
+  if config.lr_schedule == "step":
+    return optax.exponential_decay(lr, steps_per_epoch * config.lr_step_epochs, gamma,
+                                   staircase=True)
+  raise ValueError(f"config.lr_schedule={config.lr_schedule!r} is not one of "
+                   "constant, exponential, step.")
+
+
+def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+  # PyTorch's Adam adds weight_decay * param to the gradient *before* the moments (coupled L2),
+  # which is not AdamW's decoupled decay.
+  return optax.chain(
+      optax.add_decayed_weights(config.weight_decay),
+      optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+      optax.scale_by_learning_rate(learning_rate_schedule(config, steps_per_epoch)))
+
+
+def create_train_state(config, model, steps_per_epoch: int) -> TrainState:
+  variables = models.init_variables(model.clone(bn_axis_name=None), config.input_shape,
+                                    config.seed)
+  return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                           batch_stats=variables["batch_stats"],
+                           tx=make_optimizer(config, steps_per_epoch))
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-device steps.
+
+
+def gather(data, idx):
+  """Gathers a batch from the device-resident split: the input pipeline's only per-step work."""
+  return jax.tree.map(lambda a: a[idx], data)
+
+
+def train_step(state: TrainState, batch):
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["signal"], train=True,
+        mutable=["batch_stats"])
+    loss = metrics_lib.cross_entropy(logits, batch["label"]).mean()
+    return loss, (logits, updates["batch_stats"])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.pmean(grads, AXIS)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  metrics = metrics_lib.TrainMetrics.gather_from_model_output(
+      axis_name=AXIS, loss=jnp.broadcast_to(loss, batch["label"].shape), logits=logits,
+      labels=batch["label"])
+  return state, metrics
+
+
+def eval_step(state: TrainState, batch):
+  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                          batch["signal"], train=False)
+  return metrics_lib.EvalMetrics.gather_from_model_output(
+      axis_name=AXIS, loss=metrics_lib.cross_entropy(logits, batch["label"]), logits=logits,
+      labels=batch["label"], mask=batch["mask"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+def check_workdir(workdir: str) -> None:
+  """Fails before any compute if `workdir` cannot be created or written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(f"--workdir={workdir} is not a writable directory ({e}). "
+                          "Choose a folder you can write to.") from None
+
+
+def checkpoint_manager(workdir: str, config=None) -> ocp.CheckpointManager:
+  max_to_keep = config.max_checkpoints_to_keep if config is not None else None
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           cleanup_tmp_directories=True),
+      item_names=("state", "config", "pipeline"))
+
+
+class Trainer:
+  """Everything one run needs on the devices: data, mapped steps, and the state."""
+
+  def __init__(self, config, train, test, class_names):
+    self.config, self.class_names = config, class_names
+    self.par = parallel.Parallel(config.parallelism)
+    self.n_train, self.n_test = len(train["label"]), len(test["label"])
+    n_dev, n_proc = jax.device_count(), jax.process_count()
+    if config.batch_size % n_dev:
+      raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the "
+                       f"{n_dev} devices.")
+    self.global_batch = config.batch_size
+    self.eval_batch = -(-config.eval_batch_size // n_dev) * n_dev
+    full = self.n_train // self.global_batch
+    if full == 0:
+      raise ValueError(f"The train split has {self.n_train} windows, fewer than one batch of "
+                       f"{self.global_batch}. Lower config.batch_size.")
+    self.steps_per_epoch = min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
+    self.total_steps = config.num_epochs * self.steps_per_epoch
+    self.model = models.create_model(config, bn_axis_name=AXIS)
+    logging.info("Devices: %d (%d per process, %d processes, %s); global batch %d, per-device "
+                 "batch %d; %d steps/epoch over %d train windows (%d left out of each epoch, a "
+                 "different random %d each time); %d test windows.",
+                 n_dev, jax.local_device_count(), n_proc, jax.devices()[0].platform,
+                 self.global_batch, self.global_batch // n_dev, self.steps_per_epoch,
+                 self.n_train, self.n_train - full * self.global_batch,
+                 self.n_train - full * self.global_batch, self.n_test)
+
+    keep = ("signal", "label")
+    self.train_data = self.par.replicate({k: train[k] for k in keep})
+    self.test_data = self.par.replicate({k: test[k] for k in keep})
+    self.p_gather = self.par.map(gather, (True, False), False)
+    self.p_train = self.par.map(train_step, (True, False), (True, True), donate_argnums=(0,))
+    self.p_eval = self.par.map(eval_step, (True, False), True)
+    # Queued shard_map steps can deadlock XLA:CPU's collectives (stack.md §2): block every step.
+    self.block_each_step = (config.parallelism == "shard_map"
+                            and jax.devices()[0].platform == "cpu")
+
+  def batch(self, data, idx: np.ndarray):
+    local = idx.reshape(jax.local_device_count(), -1)
+    return self.p_gather(data, self.par.shard(local))
+
+  def train_batch(self, step: int):
+    epoch, s = divmod(step, self.steps_per_epoch)
+    idx = input_pipeline.train_indices(self.config.seed, epoch, s, self.n_train,
+                                       self.global_batch, jax.process_count(),
+                                       jax.process_index())
+    return self.batch(self.train_data, idx)
+
+  def evaluate(self, pstate) -> dict:
+    acc = None
+    for idx, mask in input_pipeline.eval_batches(self.n_test, self.eval_batch,
+                                                 jax.process_count(), jax.process_index()):
+      batch = dict(self.batch(self.test_data, idx))
+      batch["mask"] = self.par.shard(mask.reshape(jax.local_device_count(), -1))
+      m = self.par.unreplicate(self.p_eval(pstate, batch))
+      acc = m if acc is None else acc.merge(m)
+    result = jax.device_get(acc.compute())
+    confusion = np.asarray(result["confusion"])
+    return {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
+            "confusion": confusion.tolist()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains `config`, evaluating every epoch; resumes from `workdir` if it holds a checkpoint."""
+  check_workdir(workdir)
+  train, test, class_names = input_pipeline.load(config)
+  t = Trainer(config, train, test, class_names)
+  state = create_train_state(config, t.model, t.steps_per_epoch)
+  mngr = checkpoint_manager(workdir, config)
+  writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
+  state, start = restore(mngr, state, t)
+  writers.forget_after(start)
+  if start:
+    logging.info("Resumed from the checkpoint at step %d (epoch %d).", start,
+                 start // t.steps_per_epoch)
+  if start >= t.total_steps:
+    logging.info("Already trained for %d steps; nothing to do.", start)
+  pstate = t.par.replicate(state)
+  del state  # donated into the first step: only pstate is valid from here
+  schedule = learning_rate_schedule(config, t.steps_per_epoch)
+  progress = writers_lib.Progress(t.total_steps, start, t.global_batch)
+  train_acc, pending = None, None
+  for step in range(start, t.total_steps):
+    pstate, m = t.p_train(pstate, t.train_batch(step))
+    m = t.par.unreplicate(m)
+    if t.block_each_step:
+      parallel.block(m)
+    if pending is not None:
+      check_finite(*pending)
+    pending = (step + 1, m.loss.total)
+    train_acc = m if train_acc is None else train_acc.merge(m)
+    done = step + 1
+    epoch_done = done % t.steps_per_epoch == 0
+    if done % config.log_every_steps == 0 or epoch_done:
+      check_finite(*pending)
+      values = {f"train_{k}": float(v) for k, v in train_acc.compute().items()}
+      values["learning_rate"] = float(schedule(step))
+      writers.scalars(done, values)
+      logging.info("[epoch %d, step %d/%d] loss %.4f, accuracy %.4f, lr %.2e | %s",
+                   (done - 1) // t.steps_per_epoch + 1, done, t.total_steps,
+                   values["train_loss"], values["train_accuracy"], values["learning_rate"],
+                   progress.line(done))
+      last_train, train_acc = values, None
+    if epoch_done:
+      epoch = done // t.steps_per_epoch
+      started = time.perf_counter()
+      result = t.evaluate(pstate)
+      record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
+          "accuracy", "macro_f1", "weighted_f1", "loss")}, **last_train,
+                "eval_seconds": round(time.perf_counter() - started, 3),
+                "confusion": result["confusion"]}
+      writers.eval_record(record)
+      writers.scalars(done, {f"test_{k}": result[k] for k in (
+          "accuracy", "macro_f1", "weighted_f1", "loss")})
+      logging.info("[epoch %d] test accuracy %.4f, macro-F1 %.4f, weighted-F1 %.4f, loss %.4f",
+                   epoch, result["accuracy"], result["macro_f1"], result["weighted_f1"],
+                   result["loss"])
+    if epoch_done or (config.checkpoint_every_steps
+                      and done % config.checkpoint_every_steps == 0):
+      save(mngr, t, pstate, done, config)
+  if pending is not None:
+    check_finite(*pending)
+  mngr.wait_until_finished()
+  mngr.close()
+  writers.close()
+  return jax.device_get(t.par.unreplicate(pstate))
+
+
+def check_finite(step: int, loss_total) -> None:
+  loss = float(jax.device_get(loss_total))
+  if not np.isfinite(loss):
+    raise NonFiniteLossError(
+        f"The training loss became {loss} at step {step}. Nothing after the last checkpoint was "
+        "saved. Check the input windows for NaN/inf, or lower config.learning_rate.")
+
+
+def save(mngr, t: Trainer, pstate, step: int, config) -> None:
+  """Saves state, config and the pipeline position; Orbax commits each step atomically."""
+  epoch, s = divmod(step, t.steps_per_epoch)
+  state = jax.device_get(t.par.unreplicate(pstate))
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      config=ocp.args.JsonSave(config.to_dict()),
+      pipeline=ocp.args.JsonSave({"seed": config.seed, "epoch": epoch, "step_in_epoch": s,
+                                  "global_batch": t.global_batch,
+                                  "steps_per_epoch": t.steps_per_epoch})))
+
+
+def restore(mngr, state: TrainState, t: Trainer | None = None) -> tuple[TrainState, int]:
+  """The latest complete checkpoint (Orbax never lists an uncommitted one), or `state` as is."""
+  step = mngr.latest_step()
+  if step is None:
+    return state, 0
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), pipeline=ocp.args.JsonRestore()))
+  pipe = restored.pipeline
+  if t is not None and (pipe["global_batch"], pipe["steps_per_epoch"], pipe["seed"]) != (
+      t.global_batch, t.steps_per_epoch, t.config.seed):
+    raise ValueError(
+        f"{mngr.directory} was trained with batch {pipe['global_batch']}, "
+        f"{pipe['steps_per_epoch']} steps/epoch and seed {pipe['seed']}; this config gives "
+        f"{t.global_batch}, {t.steps_per_epoch} and {t.config.seed}. Resume with the same "
+        "config, or use a new --workdir.")
+  return restored.state, int(step)
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Evaluates the latest checkpoint in `workdir` on the test split."""
+  train, test, class_names = input_pipeline.load(config)
+  t = Trainer(config, train, test, class_names)
+  mngr = checkpoint_manager(workdir)
+  if mngr.latest_step() is None:
+    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
+  state, step = restore(mngr, create_train_state(config, t.model, t.steps_per_epoch))
+  mngr.close()
+  result = t.evaluate(t.par.replicate(state))
+  return {"step": step, **result, "class_names": class_names}

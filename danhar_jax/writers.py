@@ -1,0 +1,96 @@
+"""Where metrics go: TensorBoard event files, readable log lines, and `eval_metrics.jsonl`.
+
+CLU's own writers import TensorFlow for TensorBoard, so the event files come from tensorboardX,
+which needs only protobuf. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+
+
+class Writers:
+  """TensorBoard scalars and images, plus one JSON object per evaluation."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    self.jsonl = os.path.join(workdir, "eval_metrics.jsonl")
+    self._tb = None
+    if enabled:
+      from tensorboardX import SummaryWriter  # deferred: only process 0 pays the import
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def scalars(self, step: int, values: dict[str, float]) -> None:
+    if self._tb:
+      for k, v in values.items():
+        self._tb.add_scalar(k, float(v), step)
+
+  def image(self, step: int, name: str, image: np.ndarray) -> None:
+    if self._tb:
+      self._tb.add_image(name, image, step, dataformats="HWC")
+
+  def eval_record(self, record: dict) -> None:
+    """Appends one evaluation; flushed and fsynced, so a crash right after keeps it."""
+    if not self.enabled:
+      return
+    with open(self.jsonl, "a") as f:
+      f.write(json.dumps(record) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+
+  def forget_after(self, step: int) -> None:
+    """Drops evaluations logged after `step`: a resumed run redoes them, so none appear twice."""
+    if not self.enabled or not os.path.exists(self.jsonl):
+      return
+    with open(self.jsonl) as f:
+      lines = [l for l in f if l.strip()]
+    kept = [l for l in lines if json.loads(l)["step"] <= step]
+    if len(kept) != len(lines):
+      tmp = self.jsonl + ".tmp"
+      with open(tmp, "w") as f:
+        f.writelines(kept)
+      os.replace(tmp, self.jsonl)
+
+  def flush(self) -> None:
+    if self._tb:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb:
+      self._tb.close()
+
+
+def read_eval_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "eval_metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
+class Progress:
+  """Steps/s, windows/s and ETA for the log line."""
+
+  def __init__(self, total_steps: int, start_step: int, global_batch: int):
+    self.total, self.global_batch = total_steps, global_batch
+    self.t0, self.step0 = time.perf_counter(), start_step
+
+  def line(self, step: int) -> str:
+    elapsed = time.perf_counter() - self.t0
+    rate = (step - self.step0) / elapsed if elapsed > 0 else 0.0
+    eta = (self.total - step) / rate if rate > 0 else float("nan")
+    return (f"{rate:.2f} steps/s, {rate * self.global_batch:.0f} windows/s, "
+            f"ETA {_duration(eta)}")
+
+
+def _duration(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  h, rem = divmod(seconds, 3600)
+  return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"

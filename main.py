@@ -1,0 +1,76 @@
+r"""Trains, evaluates or summarises DanHAR. All the logic lives in danhar_jax/.
+
+  python main.py --config=configs/opportunity.py --workdir=runs/opp          # train (resumes)
+  python main.py --config=configs/opportunity.py --workdir=runs/opp --mode=eval
+  python main.py --config=configs/wisdm.py:cnn --mode=summary               # needs no data
+
+Several hosts: pass --coordinator_address, --num_processes and --process_id (or let the cluster
+environment set them) and every process runs the same command.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "A configs/<dataset>.py file[:args].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and figures go.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+
+
+def main(argv):
+  del argv
+  import jax  # after flag parsing, so `--help` and flag errors stay fast
+  from danhar_jax import summary, train
+  from tfds_builders import _common
+
+  # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
+  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError,
+                 _common.RawFormatError, _common.MissingRawFilesError)
+  try:
+    run(FLAGS.config, jax, summary, train)
+  except user_errors as e:
+    if os.environ.get("DANHAR_TRACEBACK"):
+      raise
+    sys.exit(f"error: {e}")
+
+
+def run(config, jax, summary, train):
+  if FLAGS.mode == "summary":
+    print(summary.summary(config))
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required for --mode=train and --mode=eval.")
+  if FLAGS.coordinator_address or FLAGS.num_processes:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  if FLAGS.mode == "eval":
+    result = train.evaluate(config, FLAGS.workdir)
+    print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))
+  else:
+    train.train_and_evaluate(config, FLAGS.workdir)
+
+
+def parse_flags_or_exit(argv):
+  """Parses flags; a misspelt --config.field or a bad config argument exits with one line."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+    # ml_collections wraps the KeyError's repr: unwrap its quotes and escaped newline.
+    message = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\", "")
+    sys.exit(f"error: bad --config: {message.replace(chr(39), '')}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main, flags_parser=parse_flags_or_exit)

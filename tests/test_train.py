@@ -1,0 +1,216 @@
+"""The trainer on in-memory data: exact resume, NaN guard, bad workdirs, schedules, metrics, devices.
+
+These tests replace `input_pipeline.load` with a small fixed dataset so that they exercise the
+loop itself; tests/test_end_to_end.py runs the real builder on real WISDM bytes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import wisdm
+from danhar_jax import input_pipeline
+from danhar_jax import metrics
+from danhar_jax import train
+from danhar_jax import writers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = (48, 3)  # a small DanHAR keeps these loop tests fast; test_end_to_end runs the real one
+
+
+def fake_splits(n_train=100, n_test=37, seed=0):
+  rng = np.random.default_rng(seed)
+
+  def split(n):
+    return {"signal": rng.normal(size=(n, *SHAPE)).astype(np.float32),
+            "label": rng.integers(0, 6, n).astype(np.int32),
+            "subject": rng.integers(1, 5, n).astype(np.int32)}
+
+  return split(n_train), split(n_test), [f"class{i}" for i in range(6)]
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+  data = fake_splits()
+  monkeypatch.setattr(input_pipeline, "load", lambda config: data)
+  return data
+
+
+def quick_config(num_epochs=2):
+  config = wisdm.get_config("quick")
+  config.num_epochs = num_epochs
+  config.input_shape, config.model.widths = SHAPE, (16, 16, 16)
+  return config
+
+
+def leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves((state.params, state.batch_stats))]
+
+
+def eval_tail(workdir):
+  return [{k: v for k, v in r.items() if k != "eval_seconds"}
+          for r in writers.read_eval_metrics(workdir)]
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(fake_data, tmp_path):
+  whole = train.train_and_evaluate(quick_config(2), str(tmp_path / "whole"))
+  # The same command, stopped after one epoch, then re-run to the end.
+  train.train_and_evaluate(quick_config(1), str(tmp_path / "resumed"))
+  assert len(writers.read_eval_metrics(tmp_path / "resumed")) == 1
+  resumed = train.train_and_evaluate(quick_config(2), str(tmp_path / "resumed"))
+  for a, b in zip(leaves(whole), leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  assert eval_tail(tmp_path / "whole") == eval_tail(tmp_path / "resumed")
+  record = writers.read_eval_metrics(tmp_path / "whole")[-1]
+  assert {"epoch", "step", "accuracy", "macro_f1", "weighted_f1"} <= set(record)
+  assert (record["epoch"], record["step"]) == (2, 6)
+  assert np.sum(record["confusion"]) == 37  # every test window, none dropped by padding
+  assert os.listdir(tmp_path / "whole" / "tensorboard")
+
+
+def test_eval_lines_after_the_checkpoint_are_redone_not_duplicated(fake_data, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(quick_config(1), workdir)
+  # A crash between logging epoch 2 and committing its checkpoint leaves a line with no checkpoint.
+  with open(os.path.join(workdir, "eval_metrics.jsonl"), "a") as f:
+    f.write(json.dumps({"epoch": 2, "step": 6, "accuracy": -1.0}) + "\n")
+  train.train_and_evaluate(quick_config(2), workdir)
+  records = writers.read_eval_metrics(workdir)
+  assert [r["step"] for r in records] == [3, 6] and records[-1]["accuracy"] >= 0
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monkeypatch, tmp_path):
+  workdir = str(tmp_path / "run")
+  monkeypatch.setattr(input_pipeline, "load", lambda config: fake_splits())
+  train.train_and_evaluate(quick_config(1), workdir)
+  mngr = train.checkpoint_manager(workdir)
+  before = mngr.latest_step()
+  good = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  poisoned = fake_splits()
+  poisoned[0]["signal"][:] = np.nan
+  monkeypatch.setattr(input_pipeline, "load", lambda config: poisoned)
+  with pytest.raises(train.NonFiniteLossError, match=r"became nan at step 4\b"):
+    train.train_and_evaluate(quick_config(2), workdir)
+  assert before == 3
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == good
+  assert train.checkpoint_manager(workdir).latest_step() == 3
+
+
+def test_unwritable_workdir_fails_before_any_compute(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, "load",
+                      lambda config: pytest.fail("data was loaded before the workdir check"))
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(PermissionError, match="is not a writable directory"):
+    train.train_and_evaluate(quick_config(1), str(blocker / "run"))
+
+
+def test_resume_with_another_batch_size_is_refused(fake_data, tmp_path):
+  train.train_and_evaluate(quick_config(1), str(tmp_path))
+  config = quick_config(2)
+  config.batch_size = 16
+  with pytest.raises(ValueError, match="was trained with batch 32"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("schedule,gamma,step_epochs,expected", [
+    ("constant", 1.0, 1, [1e-3] * 4),
+    ("exponential", 0.9, 1, [1e-3, 1e-3, 0.9e-3, 0.9e-3]),    # ExponentialLR(0.9), 2 steps/epoch
+    ("step", 0.1, 2, [1e-3, 1e-3, 1e-3, 1e-3]),               # StepLR(2, 0.1): epochs 0, 1
+])
+def test_learning_rate_is_stepped_per_epoch(schedule, gamma, step_epochs, expected):
+  config = quick_config()
+  config.lr_schedule, config.lr_decay_rate, config.lr_step_epochs = schedule, gamma, step_epochs
+  fn = train.learning_rate_schedule(config, steps_per_epoch=2)
+  np.testing.assert_allclose([float(fn(s)) for s in range(4)], expected, rtol=1e-6)
+  if schedule == "step":
+    assert abs(float(fn(4)) - 1e-4) < 1e-10
+
+
+def test_weight_decay_is_coupled_l2_like_pytorch_adam():
+  config = quick_config()
+  config.lr_schedule, config.weight_decay, config.learning_rate = "constant", 0.5, 0.1
+  tx = train.make_optimizer(config, steps_per_epoch=1)
+  params = {"w": np.array([2.0], np.float32)}
+  updates, _ = tx.update({"w": np.array([0.0], np.float32)}, tx.init(params), params)
+  # Adam on g + wd·p = 1.0 moves by lr·sign: -0.1 (AdamW would move by -lr·wd·p = -0.1 plus 0).
+  np.testing.assert_allclose(updates["w"], [-0.1], rtol=1e-4)
+  updates, _ = tx.update({"w": np.array([-1.0], np.float32)}, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], [0.0], atol=1e-6)  # g + wd·p = 0: no step at all
+
+
+def test_f1_scores_match_hand_computation():
+  cm = np.array([[5, 1, 0], [2, 2, 0], [0, 0, 0]])  # class 2 never occurs nor is predicted
+  result = metrics.f1_scores(cm)
+  f1_0, f1_1 = 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6), 2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4)
+  assert result["accuracy"] == pytest.approx(0.7)
+  assert result["macro_f1"] == pytest.approx((f1_0 + f1_1) / 2)
+  assert result["weighted_f1"] == pytest.approx((6 * f1_0 + 4 * f1_1) / 10)
+
+
+def test_batch_order_is_a_pure_function_of_seed_epoch_and_step():
+  a = input_pipeline.train_indices(0, 3, 2, 1000, 64)
+  np.testing.assert_array_equal(a, input_pipeline.train_indices(0, 3, 2, 1000, 64))
+  assert not np.array_equal(a, input_pipeline.train_indices(0, 4, 2, 1000, 64))
+  halves = [input_pipeline.train_indices(0, 3, 2, 1000, 64, 2, p) for p in (0, 1)]
+  np.testing.assert_array_equal(np.concatenate(halves), a)  # two hosts feed the same global batch
+
+
+def test_eval_batches_pad_and_mask_never_drop():
+  seen = [(idx, mask) for idx, mask in input_pipeline.eval_batches(37, 16)]
+  assert [len(i) for i, _ in seen] == [16, 16, 16]
+  assert sorted(np.concatenate([i[m] for i, m in seen]).tolist()) == list(range(37))
+
+
+def test_subject_split_moves_the_listed_subjects_to_test():
+  train_split, test_split, _ = fake_splits()
+  tr, te = input_pipeline.subject_split(train_split, test_split, "2, 3")
+  assert set(te["subject"].tolist()) == {2, 3} and set(tr["subject"].tolist()) == {1, 4}
+  assert len(tr["label"]) + len(te["label"]) == 137
+  with pytest.raises(ValueError, match=r"test_subjects \[99\] are not in the dataset"):
+    input_pipeline.subject_split(train_split, test_split, "99")
+
+
+DEVICES_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+import jax, numpy as np
+from danhar_jax import input_pipeline, train
+from tests.test_train import fake_splits, quick_config
+input_pipeline.load = lambda config: fake_splits()
+out = {{}}
+for mode in {modes!r}:
+  config = quick_config(2)
+  config.parallelism = mode
+  state = train.train_and_evaluate(config, {workdir!r} + "/" + mode)
+  out[mode] = np.concatenate([np.ravel(x) for x in jax.tree.leaves((state.params, state.batch_stats))])
+np.savez({workdir!r} + "/params_%d.npz" % jax.device_count(), **out)
+"""
+
+
+def run_on_devices(n, modes, workdir):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+  code = DEVICES_SCRIPT.format(root=ROOT, modes=modes, workdir=str(workdir))
+  subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT, timeout=600)
+  return dict(np.load(os.path.join(workdir, f"params_{n}.npz")))
+
+
+def test_pmap_and_shard_map_on_two_devices_match_one_device(tmp_path):
+  """Same global batch (32) on 1 and 2 CPU devices: synchronised BatchNorm, averaged gradients.
+
+  Tolerance: Adam moves each parameter by at most lr per step, and a near-zero gradient whose
+  sign differs in the last bit moves it the other way, so over 6 steps a parameter may differ by
+  up to 2·lr·6. The bulk must agree far more closely: relative L2 distance below 2e-3. Without
+  synchronised BatchNorm statistics the distance is orders of magnitude larger.
+  """
+  one = run_on_devices(1, ["pmap"], tmp_path)["pmap"]
+  two = run_on_devices(2, ["pmap", "shard_map"], tmp_path)
+  lr_bound = 2 * 1e-3 * 6
+  for mode, params in two.items():
+    assert np.abs(params - one).max() <= lr_bound, mode
+    assert np.linalg.norm(params - one) / np.linalg.norm(one) < 2e-3, mode

@@ -1,0 +1,26 @@
+"""pamap2 builder on dummy_data/ with TFDS's own test case (needs TensorFlow).
+
+CI has no TensorFlow, so this skips there; tests/test_pamap2_builder.py covers the same
+build without it.
+"""
+
+import pytest
+
+pytest.importorskip("tensorflow")
+# The imports below run only with TensorFlow installed.
+
+import tensorflow_datasets as tfds
+
+from tfds_builders.pamap2 import pamap2_dataset_builder
+
+
+class Pamap2Test(tfds.testing.DatasetBuilderTestCase):
+  """Builds dummy_data/ (SYNTHETIC raw files, see make_dummy_data.py) as the manual_dir."""
+
+  DATASET_CLASS = pamap2_dataset_builder.Builder
+  SPLITS = {"train": 4, "test": 3}
+  SKIP_CHECKSUMS = True  # the raw files come from manual_dir; nothing is downloaded
+
+
+if __name__ == "__main__":
+  tfds.testing.test_main()

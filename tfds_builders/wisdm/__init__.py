@@ -1,0 +1,1 @@
+"""WISDM v1.1 builder (`tfds.builder("wisdm")` once imported)."""
