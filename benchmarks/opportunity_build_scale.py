@@ -128,6 +128,19 @@ BUILD = textwrap.dedent("""
 """)
 
 
+def check_read_back(data_dir: pathlib.Path, splits: dict[str, int]) -> None:
+  """Reads the dataset back without TensorFlow and checks a sample of windows."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  source = tfds.data_source("opportunity", data_dir=os.fspath(data_dir))
+  for split, n in splits.items():
+    assert len(source[split]) == n, (split, len(source[split]), n)
+    for i in np.linspace(0, n - 1, 50).astype(int).tolist():
+      signal = source[split][i]["signal"]
+      assert signal.shape == (64, 113) and signal.dtype == np.float32
+      assert np.isfinite(signal).all() and signal.min() >= 0 and signal.max() <= 1
+  print(f"read back with tfds.data_source: {splits} examples, 100 windows checked")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="/tmp/opportunity_scale", type=pathlib.Path)
@@ -159,6 +172,7 @@ def main():
   splits = json.loads(last)
   built = data_dir / "opportunity" / "1.0.0"
   disk_gb = sum(p.stat().st_size for p in built.iterdir()) / 2**30
+  check_read_back(data_dir, splits)
 
   print(f"\nOPPORTUNITY scale build (SYNTHETIC raw data): {wall:.1f} s wall, "
         f"peak RSS {peak_gb:.2f} GiB, splits {splits}, {disk_gb:.2f} GiB on disk")

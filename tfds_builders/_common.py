@@ -284,8 +284,8 @@ def read_numeric_table(path: os.PathLike | str, num_columns: int) -> np.ndarray:
     raise MissingRawFilesError(f"Missing raw file: {path}")
   data = path.read_bytes().rstrip(b" \t\r\n")
   if not data:
-    raise RawFormatError(path, None,
-                         f"empty file: expected lines of {num_columns} whitespace-separated numbers")
+    raise RawFormatError(
+        path, None, f"empty file: expected lines of {num_columns} whitespace-separated numbers")
   num_lines = data.count(b"\n") + 1
   try:
     with warnings.catch_warnings():

@@ -1,1 +1,1 @@
-"""OPPORTUNITY gestures, the challenge protocol as in DanHAR (see opportunity_dataset_builder.py)."""
+"""OPPORTUNITY gestures, challenge protocol as in DanHAR (opportunity_dataset_builder.py)."""

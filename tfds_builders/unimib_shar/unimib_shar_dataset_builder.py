@@ -1,4 +1,4 @@
-"""UniMiB SHAR (Micucci, Mobilio & Napoletano 2017), the 17-class AF-17 windows, as DanHAR uses them.
+"""UniMiB SHAR (Micucci, Mobilio & Napoletano 2017): the 17-class AF-17 windows DanHAR uses.
 
 The final release's `data/acc_data.mat` holds 11,771 windows of 151 samples (3 s at 50 Hz, centred
 on a peak above 1.5 g) as rows of 453 values: the 151 x, then 151 y, then 151 z samples (m/s^2).
