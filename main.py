@@ -25,6 +25,8 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+flags.DEFINE_bool("distributed", False, "Multi-host run whose cluster (SLURM, Cloud TPU, ...) "
+                  "jax.distributed.initialize() detects by itself.")
 
 
 def main(argv):
@@ -50,7 +52,9 @@ def run(config, jax, summary, train):
     return
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required for --mode=train and --mode=eval.")
-  if FLAGS.coordinator_address or FLAGS.num_processes:
+  if FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.distributed:
+    # CPU processes need a collectives backend to reduce across hosts; GPUs and TPUs bring theirs.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())

@@ -1,0 +1,196 @@
+"""DanHAR in plain PyTorch, built the way the authors' code builds it: the peer for throughput.py.
+
+The model follows godwenbin/DanHAR (danhar-official-code.md §1): NCHW input `(N, 1, T, S)`,
+`Conv2d` with (k, 1) kernels, `BatchNorm2d`, CBAM channel attention (avg + max pool, a shared
+bias-free 1×1-conv MLP with reduction 16) and spatial ("temporal") attention (mean/max over
+filters, a bias-free k×k conv, sigmoid), a projection shortcut in every block, no ReLU after the
+add, then flatten and one `Linear`. OPPORTUNITY feeds its 64 time steps as input channels,
+`(N, 64, S, 1)`. It is built from the same `config` as the JAX model, so `check_param_count`
+can assert the two count the same parameters.
+
+torch is an optional extra (`pip install danhar_jax[torch]`); this module imports it at the top,
+so import it lazily (throughput.py does).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ChannelAttention(nn.Module):
+  """CBAM channel attention; the authors hard-code the reduction to 16."""
+
+  def __init__(self, planes: int):
+    super().__init__()
+    self.fc1 = nn.Conv2d(planes, planes // 16, 1, bias=False)
+    self.fc2 = nn.Conv2d(planes // 16, planes, 1, bias=False)
+
+  def forward(self, x):
+    mlp = lambda v: self.fc2(F.relu(self.fc1(v)))
+    return torch.sigmoid(mlp(F.adaptive_avg_pool2d(x, 1)) + mlp(F.adaptive_max_pool2d(x, 1)))
+
+
+class SpatialAttention(nn.Module):
+  """CBAM spatial attention, the paper's "temporal" attention: a mask over (time, sensor)."""
+
+  def __init__(self, kernel):
+    super().__init__()
+    kh, kw = kernel
+    self.conv = nn.Conv2d(2, 1, (kh, kw), padding=(kh // 2, kw // 2), bias=False)
+
+  def forward(self, x):
+    pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+    return torch.sigmoid(self.conv(pooled))
+
+
+class Block(nn.Module):
+  """Conv(k,1)/s → BN → ReLU → Conv(k2,1) → BN → ReLU, attention, projection shortcut (resnet)."""
+
+  def __init__(self, cin: int, features: int, m, stride: int):
+    super().__init__()
+    k, p, k2 = m.kernel, m.padding, m.kernel2
+    self.layer = nn.Sequential(
+        nn.Conv2d(cin, features, (k, 1), (stride, 1), (p, 0)), nn.BatchNorm2d(features),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(features, features, (k2, 1), 1, (k2 // 2, 0)), nn.BatchNorm2d(features),
+        nn.ReLU(inplace=True))
+    self.order = {"none": (), "channel": ("ca",), "temporal": ("sa",),
+                  "channel_temporal": ("ca", "sa"), "temporal_channel": ("sa", "ca")}[m.attention]
+    self.ca = ChannelAttention(features) if "ca" in self.order else None
+    self.sa = SpatialAttention(tuple(m.temporal_kernel)) if "sa" in self.order else None
+    self.shortcut = None
+    if m.backbone == "resnet":
+      self.shortcut = nn.Sequential(nn.Conv2d(cin, features, (k, 1), (stride, 1), (p, 0)),
+                                    nn.BatchNorm2d(features))
+
+  def forward(self, x):
+    h = self.layer(x)
+    for name in self.order:
+      h = getattr(self, name)(h) * h
+    return h if self.shortcut is None else h + self.shortcut(x)
+
+
+class DanHAR(nn.Module):
+  """Three blocks, flatten, one Linear, from a danhar_jax config."""
+
+  def __init__(self, config):
+    super().__init__()
+    m = config.model
+    t, s = config.input_shape
+    self.time_as_channels = m.time_as_channels
+    self.logit_standardization = m.logit_standardization
+    cin, length = (t, s) if m.time_as_channels else (1, t)
+    blocks = []
+    for features, stride in zip(m.widths, m.strides):
+      blocks.append(Block(cin, features, m, stride))
+      cin, length = features, (length + 2 * m.padding - m.kernel) // stride + 1
+    self.blocks = nn.Sequential(*blocks)
+    width = 1 if m.time_as_channels else s
+    self.fc = nn.Linear(cin * length * width, config.num_classes)
+
+  def forward(self, windows):
+    """`[N, time, sensors]` windows → `[N, classes]` logits."""
+    # The authors' layouts: (N, 1, T, S), or OPPORTUNITY's (N, T, S, 1) with time as channels.
+    x = windows[..., None] if self.time_as_channels else windows[:, None]
+    logits = self.fc(torch.flatten(self.blocks(x), 1))
+    if self.logit_standardization:  # the authors' per-forward `nn.LayerNorm(x.size())`
+      logits = F.layer_norm(logits, logits.shape)
+    return logits
+
+
+def count_params(model: nn.Module) -> int:
+  return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build(config, device: str = "cpu") -> DanHAR:
+  """The peer model; fails if its parameter count differs from the JAX model's."""
+  from danhar_jax import models  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  model = DanHAR(config).to(device)
+  jax_model = models.create_model(config)
+  expected = models.count_params(jax.eval_shape(
+      lambda: models.init_variables(jax_model, config.input_shape))["params"])
+  got = count_params(model)
+  if got != expected:
+    raise AssertionError(f"PyTorch DanHAR has {got:,} parameters, the JAX model {expected:,}.")
+  return model
+
+
+def _sync(device: str) -> None:
+  if device.startswith("cuda"):
+    torch.cuda.synchronize()
+
+
+def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu", compile_=False):
+  """(train_step, eval_step) closures on one fixed random batch already on `device`."""
+  t, s = config.input_shape
+  g = torch.Generator().manual_seed(0)
+  x = torch.randn(batch_size, t, s, generator=g).to(device)
+  y = torch.randint(0, config.num_classes, (batch_size,), generator=g).to(device)
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                               weight_decay=config.weight_decay)
+  loss_fn = nn.CrossEntropyLoss()
+  fwd = torch.compile(model) if compile_ else model
+  use_bf16 = config.model.dtype == "bfloat16"
+  autocast = lambda: torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                                    enabled=use_bf16)
+
+  def train_step():
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+      loss = loss_fn(fwd(x), y)
+    loss.backward()
+    optimizer.step()
+    _sync(device)
+    return loss
+
+  def eval_step():
+    model.eval()
+    with torch.inference_mode(), autocast():
+      out = fwd(x)
+    _sync(device)
+    return out
+
+  return train_step, eval_step
+
+
+def time_steps(step, repeats: int, warmup: int) -> tuple[float, list[float]]:
+  """(seconds of the first call, seconds of each timed call after `warmup` more)."""
+  start = time.perf_counter()
+  step()
+  first = time.perf_counter() - start
+  for _ in range(warmup):
+    step()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return first, times
+
+
+def default_device() -> str:
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def versions() -> dict:
+  return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+          "torch_device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                           else "cpu")}
+
+
+if __name__ == "__main__":  # a quick self-check: python benchmarks/torch_reference.py
+  import importlib
+  import sys
+  sys.path.insert(0, ".")
+  for name in ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly"):
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    net = build(cfg)
+    tr, _ = make_steps(net, cfg, 4)
+    print(name, count_params(net), float(tr()), np.round(time_steps(tr, 2, 0)[1], 3))
