@@ -32,6 +32,10 @@ def builder(config):
     module = importlib.import_module(f"tfds_builders.{name}.{name}_dataset_builder")
   except ModuleNotFoundError as e:
     raise ValueError(f"config.dataset={name!r} has no builder in tfds_builders/ ({e}).") from None
+  configs = [c.name for c in module.Builder.BUILDER_CONFIGS]
+  if builder_config and builder_config not in configs:
+    raise ValueError(f"{name} has no builder config {builder_config!r}; valid: "
+                     f"{', '.join(configs) or 'none'}.")
   return module.Builder(data_dir=os.path.expanduser(config.data_dir),
                         config=builder_config or None, file_format="array_record")
 

@@ -136,3 +136,27 @@ def test_unknown_variant_lists_the_valid_ones(field, value, message):
   config.model[field] = value
   with pytest.raises(ValueError, match=message.replace("(", r"\(")):
     models.create_model(config)
+
+
+@pytest.mark.parametrize("dataset", ["wisdm", "wisdm2019", "pamap2", "unimib_shar",
+                                     "opportunity", "weakly"])
+@pytest.mark.parametrize("arg", [None, "cnn", "resnet", "att_cnn", "channel", "temporal",
+                                 "temporal_channel", "cnn,quick"])
+def test_every_config_and_variant_builds_a_model(dataset, arg):
+  config = importlib.import_module(f"configs.{dataset}").get_config(arg)
+  assert config.num_epochs == (2 if arg and "quick" in arg else 500)
+  assert param_count(config) > 0
+
+
+def test_summary_ends_with_the_parameter_count():
+  import subprocess
+  import sys
+  from tests.conftest import ROOT
+  proc = subprocess.run(
+      [sys.executable, "main.py", "--config=configs/opportunity.py", "--mode=summary",
+       "--config.input_shape=(64,107)", "--config.num_classes=17"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+  lines = proc.stdout.strip().splitlines()
+  assert lines[-1] == "params: 1650999"
+  assert "1,650,999 = 1.57 M (the paper's M is 2^20)" in lines[-2]
+  assert "forward FLOPs per window: 61,067,964" in proc.stdout
