@@ -1,9 +1,18 @@
 """Shared test fixtures: the repository root on sys.path, and where the real data lives."""
 
+import os
 import pathlib
 import sys
+import tempfile
 
 import pytest
+
+# One persistent XLA compilation cache for the whole session, subprocesses included (they inherit
+# the environment): the trainer tests compile the same steps many times, and a cached executable
+# is the same program, so bit-exact comparisons are unaffected.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="danhar_xla_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # CI clones the repository and puts shared/ beside it, as on the developers' machines.

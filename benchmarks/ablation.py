@@ -1,0 +1,343 @@
+r"""Ablation on real data: the paper's Table VII (and its CNN / ResNet rows) as mean ± std over seeds.
+
+Two suites, both from the real WISDM-2019 smartwatch recordings (12 staged subjects):
+
+* `wisdm2019`: subject-wise (train 1600-1607, test `--test_subjects` = 1608-1611), variants
+  cnn, resnet, channel, temporal, danhar (channel → temporal), temporal_channel with the
+  authors' WISDM settings (configs/wisdm2019.py:<variant>): accuracy, macro-F1, parameters and
+  training time.
+* `weakly`: the weakly labeled windows composed from the same recordings (tfds_builders/weakly,
+  config wisdm2019: 1024 × 6, 4 targets; train and test subjects as above), variants cnn,
+  resnet, temporal, danhar (configs/weakly.py:<variant>): the same, plus how well the temporal
+  attention localises the target (danhar_jax/localization.py: pointing accuracy, IoU) next to
+  the uniform-attention and random-position baselines.
+
+Every cell (suite, variant, seed) is one `python main.py ...` subprocess in its own workdir under
+`--runs_dir`; its result is saved beside it, so a re-run skips finished cells and resumes an
+interrupted one from its checkpoint. Results go to `<out_dir>/<name>.json` and `.md` (the exact
+command at the top).
+
+Sizing. Without `--epochs`, the script first measures (in-process, on the real data) the
+seconds of one training step and of one evaluation of the largest variant of each suite, then
+gives every cell the same number of epochs so that the whole plan fits `--budget_hours`, prints
+the plan, and runs it:
+
+  python benchmarks/ablation.py --manual_dir=../shared/data/wisdm_2019 --budget_hours=2
+  python benchmarks/ablation.py --plan_only ...        # measure and print the plan, run nothing
+  python benchmarks/ablation.py --epochs=1 --steps_per_epoch=2 --seeds=0 \
+      --variants=cnn,danhar --weakly_variants=danhar --name=ablation_smoke   # smoke (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SUITES = {
+    # suite: (config file, overrides applied to every cell)
+    "wisdm2019": ("configs/wisdm2019.py", {}),
+    "weakly": ("configs/weakly.py", {"dataset": "weakly/wisdm2019", "input_shape": (1024, 6)}),
+}
+WISDM2019_VARIANTS = ("cnn", "resnet", "channel", "temporal", "danhar", "temporal_channel")
+WEAKLY_VARIANTS = ("cnn", "resnet", "temporal", "danhar")
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+LOCALISATION = ("loc_pointing", "loc_iou", "loc_iou_topk", "loc_pointing_blocks", "loc_iou_blocks")
+BASELINES = ("loc_pointing_uniform", "loc_iou_uniform", "loc_pointing_random", "loc_iou_random")
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--suites", default="wisdm2019,weakly")
+  p.add_argument("--variants", default=",".join(WISDM2019_VARIANTS),
+                 help="variants of the wisdm2019 suite")
+  p.add_argument("--weakly_variants", default=",".join(WEAKLY_VARIANTS))
+  p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--epochs", type=int, default=0, help="0: sized from --budget_hours")
+  p.add_argument("--steps_per_epoch", type=int, default=-1, help="-1: the whole train split")
+  p.add_argument("--budget_hours", type=float, default=2.0)
+  p.add_argument("--test_subjects", default="1608,1609,1610,1611")
+  p.add_argument("--manual_dir", default=str(ROOT.parent / "shared" / "data" / "wisdm_2019"))
+  p.add_argument("--data_dir", default="~/tensorflow_datasets")
+  p.add_argument("--runs_dir", default=str(ROOT / "runs" / "ablation"))
+  p.add_argument("--out_dir", default=str(ROOT / "results"))
+  p.add_argument("--name", default="ablation_wisdm2019")
+  p.add_argument("--plan_only", action="store_true", help="measure and print the plan only")
+  p.add_argument("--calibration_steps", type=int, default=3)
+  return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells: one config, one command line, one workdir each.
+
+
+def overrides(args, suite: str, seed: int, epochs: int) -> dict:
+  return {**SUITES[suite][1], "data_dir": args.data_dir, "manual_dir": args.manual_dir,
+          "test_subjects": args.test_subjects, "seed": seed, "num_epochs": epochs,
+          "steps_per_epoch": args.steps_per_epoch}
+
+
+def make_config(suite: str, variant: str, values: dict):
+  """The config `main.py --config=<file>:<variant> --config.<k>=<v> ...` would build."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(SUITES[suite][0][:-3].replace("/", "."))
+  config = module.get_config(variant)
+  for k, v in values.items():
+    setattr(config, k, v)
+  return config
+
+
+def command(suite: str, variant: str, values: dict, workdir: str) -> list[str]:
+  def flag(v):  # a tuple as ml_collections parses it: (1024,6)
+    return f"({','.join(map(str, v))})" if isinstance(v, tuple) else str(v)
+
+  return [sys.executable, "main.py", f"--config={SUITES[suite][0]}:{variant}",
+          f"--workdir={workdir}", *(f"--config.{k}={flag(v)}" for k, v in values.items())]
+
+
+def cell_dir(args, suite: str, variant: str, seed: int) -> str:
+  return os.path.join(args.runs_dir, suite, variant, f"seed{seed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizing: measure a step and an evaluation, then share the budget.
+
+
+def calibrate(config, steps: int) -> dict:
+  """Seconds of one train step (after compiling), one evaluation and one localisation pass."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from danhar_jax import input_pipeline, localization, train  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  train_split, test, names = input_pipeline.load(config)
+  t = train.Trainer(config, train_split, test, names)
+  pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
+  load_s = time.perf_counter() - start
+
+  def timed(fn):
+    started = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    return out, time.perf_counter() - started
+
+  (pstate, _), compile_s = timed(lambda: t.p_train(pstate, t.train_batch(0)))
+  step_s = []
+  for step in range(1, steps + 1):
+    (pstate, _), s = timed(lambda step=step: t.p_train(pstate, t.train_batch(step)))
+    step_s.append(s)
+  # One evaluation and one localisation pass each, compiling included: an upper bound that
+  # keeps the measurement short (an evaluation of the WISDM-2019 test split takes a minute here).
+  _, eval_s = timed(lambda: t.evaluate(pstate))
+  out = {"steps_per_epoch": t.steps_per_epoch, "train_windows": t.n_train,
+         "test_windows": t.n_test, "global_batch": t.global_batch, "load_s": load_s,
+         "first_step_s": compile_s, "step_s": float(np.median(step_s)), "eval_s": eval_s,
+         "loc_s": 0.0}
+  segments = localization.test_segments(config, test)
+  if segments is not None:
+    state = t.par.unreplicate(pstate)
+    _, out["loc_s"] = timed(lambda: localization.evaluate(state, test["signal"], *segments,
+                                                          config))
+  out["epoch_s"] = out["steps_per_epoch"] * out["step_s"] + out["eval_s"] + out["loc_s"]
+  # Start-up (about 10 s), data, and compiling the train step: paid once per cell.
+  out["overhead_s"] = 10 + load_s + compile_s - out["step_s"]
+  return out
+
+
+def relative_cost(suite: str, variant: str, reference: str, values: dict) -> float:
+  """Forward FLOPs of `variant` over those of the calibrated `reference` (same suite)."""
+  from danhar_jax import models  # pylint: disable=g-import-not-at-top
+  flops = [models.forward_flops(models.create_model(c), c.input_shape)
+           for c in (make_config(suite, v, values) for v in (variant, reference))]
+  return flops[0] / flops[1]
+
+
+def plan(args, cells) -> dict:
+  """Measures each suite once (its danhar cell) and sizes the epochs to the budget."""
+  measured = {}
+  for suite in dict.fromkeys(s for s, _, _ in cells):
+    config = make_config(suite, "danhar", overrides(args, suite, 0, 1))
+    print(f"Measuring {suite} (danhar, {args.calibration_steps} steps) ...", flush=True)
+    measured[suite] = calibrate(config, args.calibration_steps)
+    print(f"  {json.dumps({k: round(v, 2) for k, v in measured[suite].items()})}", flush=True)
+  costs = {(s, v): relative_cost(s, v, "danhar", overrides(args, s, 0, 1))
+           for s, v, _ in cells}
+  per_epoch = sum(measured[s]["epoch_s"] * costs[(s, v)] for s, v, _ in cells)
+  overhead = sum(measured[s]["overhead_s"] for s, _, _ in cells)
+  epochs = args.epochs or max(1, int((args.budget_hours * 3600 - overhead) // per_epoch))
+  return {"measured": measured, "relative_cost": {f"{s}/{v}": c for (s, v), c in costs.items()},
+          "cells": len(cells), "epochs": epochs, "seconds_per_epoch_all_cells": per_epoch,
+          "overhead_s": overhead, "estimated_hours": (overhead + epochs * per_epoch) / 3600}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running and collecting.
+
+
+def run_cell(args, suite: str, variant: str, seed: int, epochs: int) -> dict:
+  """Trains one cell (or reuses its saved result) and returns its result."""
+  from danhar_jax import localization, models, writers  # pylint: disable=g-import-not-at-top
+  workdir = cell_dir(args, suite, variant, seed)
+  result_path = os.path.join(workdir, "result.json")
+  values = overrides(args, suite, seed, epochs)
+  cmd = command(suite, variant, values, workdir)
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      result = json.load(f)
+    if result.get("command") == cmd[1:]:
+      print(f"[{suite} {variant} seed {seed}] done before; skipped.", flush=True)
+      return result
+  os.makedirs(workdir, exist_ok=True)
+  print(f"[{suite} {variant} seed {seed}] {shlex.join(cmd[1:])}", flush=True)
+  resumed = os.path.isdir(os.path.join(workdir, "checkpoints"))
+  started = time.perf_counter()
+  with open(os.path.join(workdir, "log.txt"), "a") as log:
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                          env=dict(os.environ, DANHAR_OFFLINE="1"), check=False)
+  wall = time.perf_counter() - started
+  if proc.returncode:
+    raise RuntimeError(f"{shlex.join(cmd)} failed with exit code {proc.returncode}; see "
+                       f"{workdir}/log.txt")
+  records = writers.read_eval_metrics(workdir)
+  last = records[-1]
+  config = make_config(suite, variant, values)
+  model = models.create_model(config)
+  import jax  # pylint: disable=g-import-not-at-top
+  shapes = jax.eval_shape(lambda: models.init_variables(model, config.input_shape))
+  result = {"suite": suite, "variant": variant, "seed": seed, "command": cmd[1:],
+            "epochs": last["epoch"], "step": last["step"],
+            **{k: last[k] for k in METRICS},
+            "params": models.count_params(shapes["params"]),
+            "wall_seconds": wall, "eval_seconds": sum(r.get("eval_seconds", 0) for r in records),
+            "resumed": resumed}
+  result["train_seconds"] = wall - result["eval_seconds"]
+  if suite == "weakly":
+    if "loc_pointing_uniform" in last:  # the trainer scored localisation itself
+      result.update({k: v for k, v in last.items() if k.startswith("loc_")})
+    else:
+      scores = localization.evaluate_workdir(config, workdir)
+      scores.pop("step")
+      result.update(scores)
+  with open(result_path, "w") as f:
+    json.dump(result, f, indent=1)
+  print(f"[{suite} {variant} seed {seed}] accuracy {result['accuracy']:.4f}, macro-F1 "
+        f"{result['macro_f1']:.4f}, {wall:.0f} s"
+        + (f", pointing {result['loc_pointing']:.3f}, IoU {result['loc_iou']:.3f}"
+           if "loc_pointing" in result else ""), flush=True)
+  return result
+
+
+def summarise(results: list[dict]) -> dict:
+  """{suite: {variant: {metric: (mean, std, n)}}}; std is the sample std (ddof 1)."""
+  out = {}
+  for r in results:
+    out.setdefault(r["suite"], {}).setdefault(r["variant"], []).append(r)
+  summary = {}
+  for suite, variants in out.items():
+    summary[suite] = {}
+    for variant, rs in variants.items():
+      keys = [k for k, v in rs[0].items() if isinstance(v, (int, float))
+              and not isinstance(v, bool) and k not in ("seed", "step")]
+      summary[suite][variant] = {
+          k: (float(np.mean([r[k] for r in rs])),
+              float(np.std([r[k] for r in rs], ddof=1)) if len(rs) > 1 else 0.0, len(rs))
+          for k in keys}
+  return summary
+
+
+def markdown(command_line: str, the_plan: dict, summary: dict) -> str:
+  def pm(stats, key, scale=1.0, digits=2):
+    if key not in stats:
+      return "–"
+    mean, std, _ = stats[key]
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+  lines = ["# Ablation on WISDM-2019 (real data)", "", "```", command_line, "```", "",
+           f"Epochs per cell: {the_plan['epochs']}; estimated {the_plan['estimated_hours']:.2f} h "
+           f"for {the_plan['cells']} cells. Mean ± sample std over seeds; accuracy and F1 in %, "
+           "of the last epoch's evaluation on the test subjects. Params: count (count / 2^20, "
+           "the paper's M). Train s: wall seconds per run less its evaluations (start-up, data "
+           "loading and compiling included).", ""]
+  for suite, variants in summary.items():
+    loc = suite == "weakly"
+    lines += [f"## {suite}", ""]
+    header = "| variant | seeds | params | accuracy | macro-F1 | weighted-F1 | train s |"
+    rule = "|---|---|---|---|---|---|---|"
+    if loc:
+      header += " pointing | IoU (> mean) | IoU (top-L) | pointing, mean of blocks |"
+      rule += "---|---|---|---|"
+    lines += [header, rule]
+    for variant, stats in variants.items():
+      params = int(stats["params"][0])
+      row = (f"| {variant} | {stats['accuracy'][2]} | {params:,} ({params / 2**20:.2f}) | "
+             f"{pm(stats, 'accuracy', 100)} | {pm(stats, 'macro_f1', 100)} | "
+             f"{pm(stats, 'weighted_f1', 100)} | {pm(stats, 'train_seconds', 1, 0)} |")
+      if loc:
+        row += (f" {pm(stats, 'loc_pointing', 1, 3)} | {pm(stats, 'loc_iou', 1, 3)} | "
+                f"{pm(stats, 'loc_iou_topk', 1, 3)} | {pm(stats, 'loc_pointing_blocks', 1, 3)} |")
+      lines.append(row)
+    if loc:
+      any_stats = next(iter(variants.values()))
+      if "loc_pointing_uniform" in any_stats:
+        lines += ["", "Baselines on the same test windows (exact expectations): uniform "
+                  f"attention: pointing {any_stats['loc_pointing_uniform'][0]:.3f}, IoU "
+                  f"{any_stats['loc_iou_uniform'][0]:.3f}; a true-length box at a random "
+                  f"position: pointing {any_stats['loc_pointing_random'][0]:.3f}, IoU "
+                  f"{any_stats['loc_iou_random'][0]:.3f}. Variants without temporal attention "
+                  "(cnn, resnet) have no map to score."]
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  os.chdir(ROOT)
+  seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+  suites = [s for s in args.suites.split(",") if s.strip()]
+  unknown = [s for s in suites if s not in SUITES]
+  if unknown:
+    raise SystemExit(f"Unknown suites {unknown}; valid: {', '.join(SUITES)}.")
+  variants = {"wisdm2019": args.variants.split(","), "weakly": args.weakly_variants.split(",")}
+  cells = [(s, v, seed) for s in suites for v in variants[s] if v for seed in seeds]
+  command_line = shlex.join(["python", "benchmarks/ablation.py", *sys.argv[1:]])
+
+  # Build the datasets once, before any timing.
+  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("DANHAR_OFFLINE", "1")
+  for suite in suites:
+    input_pipeline.prepare(make_config(suite, "danhar", overrides(args, suite, 0, 1)))
+
+  if args.epochs and not args.plan_only:
+    the_plan = {"cells": len(cells), "epochs": args.epochs, "estimated_hours": float("nan"),
+                "measured": None}
+  else:
+    the_plan = plan(args, cells)
+  print(f"Plan: {len(cells)} cells ({', '.join(f'{s}/{v}/seed{k}' for s, v, k in cells)}), "
+        f"{the_plan['epochs']} epochs each, steps/epoch "
+        f"{args.steps_per_epoch if args.steps_per_epoch > 0 else 'all'}; estimated "
+        f"{the_plan['estimated_hours']:.2f} h.", flush=True)
+  if args.plan_only:
+    print(json.dumps(the_plan, indent=1))
+    return
+
+  results = [run_cell(args, s, v, seed, the_plan["epochs"]) for s, v, seed in cells]
+  summary = summarise(results)
+  os.makedirs(args.out_dir, exist_ok=True)
+  with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
+    json.dump({"command": command_line, "plan": the_plan, "cells": results,
+               "summary": summary}, f, indent=1)
+  text = markdown(command_line, the_plan, summary)
+  with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()

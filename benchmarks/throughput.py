@@ -1,0 +1,485 @@
+r"""Training and evaluation throughput of DanHAR, with MFU and a PyTorch peer, in one process.
+
+  python benchmarks/throughput.py --config=configs/wisdm.py --batch_sizes=64 \
+      --dtypes=float32 --json=benchmarks/results/cpu.json
+  python benchmarks/throughput.py --configs=wisdm,opportunity,pamap2 --batch_sizes=64,256
+  python benchmarks/throughput.py --config=configs/pamap2.py --config.model.conv_impl=xla
+
+What is timed, for every (config, dtype, batch size, device count, conv impl):
+
+- the trainer's own steps: `train.train_step` and `train.eval_step` mapped with
+  `parallel.Parallel('pmap').map` over a `TrainState` from `train.create_train_state`,
+  replicated, exactly as `train.Trainer` runs them. The batch is already on the device(s); each
+  timed repeat runs `--steps` steps and then blocks on the outputs. The first call (compile plus
+  one step) is reported apart as `compile_s`, never mixed into the rates;
+- the input pipeline alone: `input_pipeline.train_indices`, the per-device split of the indices
+  and the mapped `train.gather` from the device-resident split, blocked. Training is input-bound
+  only if this rate comes near the train step's, so its ratio to the train rate is reported;
+- the peer: the same architecture in plain PyTorch eager (benchmarks/torch_reference.py), built
+  from the same config with the same parameter count, Adam and batch, on the same device, and
+  `torch.compile` of it where that works (its compile time is bounded by --torch_compile_timeout).
+
+All contenders of one setting are timed interleaved, one repeat of each in turn, so the load of
+anything else on the machine falls on all of them alike. Rates are the median over --repeats
+after --warmup untimed repeats, with the min–max spread. FLOPs are analytic
+(`models.forward_flops`, conv and Dense multiply-accumulates × 2); a training step is counted
+as 3× the forward (forward, and the two matmuls of the backward per layer). MFU divides the
+achieved FLOP/s by the peak of a large jitted matmul in the same dtype, measured in this run on
+the same device.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pathlib
+import platform
+import signal
+import statistics
+import sys
+import time
+
+# On a GPU, JAX would otherwise take 75% of the memory before the PyTorch peer gets any.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import flax
+from flax import jax_utils
+import jax
+import jax.numpy as jnp
+import jaxlib
+from ml_collections import config_flags
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from danhar_jax import models
+from danhar_jax import parallel
+from danhar_jax import train
+
+DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "One dataset config (configs/<name>.py[:arg]); --config.* overrides apply.",
+    lock_config=True)
+_CONFIGS = flags.DEFINE_list(
+    "configs", [], "More configs by name or path, each with an optional :arg (wisdm, "
+    "configs/pamap2.py:cnn). Without --config or --configs: all five datasets.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64"], "Global batch sizes.")
+_DTYPES = flags.DEFINE_list("dtypes", [], "Compute dtypes (float32, bfloat16); default: "
+                            "the config's config.model.dtype.")
+_CONV_IMPLS = flags.DEFINE_list("conv_impls", [], "config.model.conv_impl values to compare "
+                                "(im2col, xla); default: the config's.")
+_DEVICES = flags.DEFINE_list("devices", ["1"], "Local device counts; 'N' or 'all' = every "
+                             "local device.")
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "If > 0, split the CPU into this many "
+                                    "JAX devices (jax_num_cpu_devices), for --devices=1,N.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats; rates are their median.")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed repeats after the first (compiling) call.")
+_STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repeat; 0 picks 1 on CPU, 20 on "
+                              "accelerators (where one step is too short to time alone).")
+_SPLIT = flags.DEFINE_integer("split_windows", 4096, "Windows in the synthetic in-memory split "
+                              "the batches are gathered from.")
+_PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Side of the square matmul that measures the "
+                                  "peak; 0 picks 2048 on CPU (~0.1-0.3 s), 8192 elsewhere.")
+_TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch peer (if torch is installed).")
+_TORCH_COMPILE = flags.DEFINE_boolean("torch_compile", False, "Also time torch.compile.")
+_TORCH_COMPILE_TIMEOUT = flags.DEFINE_integer("torch_compile_timeout", 300, "Seconds allowed "
+                                              "for torch.compile's first call.")
+_JSON = flags.DEFINE_string("json", "", "Write the rows here as a JSON list.")
+
+
+# ---------------------------------------------------------------------------------------------
+# What to run.
+
+
+def load_configs() -> list[tuple[str, object]]:
+  """(label, config) for --config and every --configs entry."""
+  out = []
+  if _CONFIG.value is not None:
+    out.append((config_label(flags.FLAGS["config"].config_filename), _CONFIG.value))
+  for spec in _CONFIGS.value:
+    path, _, arg = spec.partition(":")
+    name = pathlib.Path(path).stem
+    module = importlib.import_module(f"configs.{name}")
+    out.append((config_label(spec), module.get_config(arg or None)))
+  if not out:
+    out = [(name, importlib.import_module(f"configs.{name}").get_config()) for name in DATASETS]
+  return out
+
+
+def config_label(spec: str) -> str:
+  path, _, arg = spec.partition(":")
+  return pathlib.Path(path).stem + (f":{arg}" if arg else "")
+
+
+def device_counts() -> list[int]:
+  n = jax.local_device_count()
+  counts = [n if c.strip().upper() in ("N", "ALL") else int(c) for c in _DEVICES.value]
+  for c in counts:
+    if not 1 <= c <= n:
+      raise ValueError(f"--devices={c}: this host has {n} local device(s).")
+  return list(dict.fromkeys(counts))
+
+
+def with_model(config, dtype: str, impl: str):
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.dtype, config.model.conv_impl = dtype, impl
+  return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing.
+
+
+def interleaved(runs: dict, repeats: int, warmup: int, steps: int) -> dict:
+  """Times each `run(n)` (n steps, blocked) in turn, `repeats` times; first calls apart.
+
+  Returns {name: {'first_s': seconds of the first two calls, 'step_s': [per-step seconds of each
+  repeat]}} or
+  {name: {'error': reason}} for a contender whose first call failed.
+  """
+  out, live = {}, {}
+  for name, run in runs.items():
+    start = time.perf_counter()
+    try:
+      # Two calls: pmap compiles the train step again on its second call, because the state it
+      # returns carries another mesh than `jax_utils.replicate` gave it. The trainer pays that
+      # too, so it belongs to the compile time.
+      run(1)
+      run(1)
+    except Exception as e:  # pylint: disable=broad-except
+      out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+      print(f"  {name}: unavailable: {out[name]['error']}", flush=True)
+      continue
+    out[name] = {"first_s": time.perf_counter() - start, "step_s": []}
+    live[name] = run
+  for _ in range(warmup):
+    for run in live.values():
+      run(steps)
+  for _ in range(repeats):
+    for name, run in live.items():
+      start = time.perf_counter()
+      run(steps)
+      out[name]["step_s"].append((time.perf_counter() - start) / steps)
+  return out
+
+
+def stats(timing: dict, batch: int, prefix: str) -> dict:
+  """Windows/s and ms/step (median, min, max, IQR) from one contender's timing."""
+  if "error" in timing:
+    return {f"{prefix}_error": timing["error"]}
+  ms = np.array(timing["step_s"]) * 1e3
+  med = float(np.median(ms))
+  q1, q3 = np.percentile(ms, [25, 75])
+  return {f"{prefix}_windows_per_s": batch / med * 1e3, f"{prefix}_ms": med,
+          f"{prefix}_ms_min": float(ms.min()), f"{prefix}_ms_max": float(ms.max()),
+          f"{prefix}_ms_iqr": float(q3 - q1),
+          f"{prefix}_compile_s": max(timing["first_s"] - 2 * med / 1e3, 0.0)}
+
+
+def matmul_peak(dtype: str, size: int, repeats: int) -> float:
+  """FLOP/s of a jitted square matmul in `dtype` on the default device: the MFU denominator."""
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(key_a, (size, size), dtype)
+  b = jax.random.normal(key_b, (size, size), dtype)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  times = []
+  for _ in range(max(repeats, 3)):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------------
+# The JAX contenders: the trainer's pmapped steps.
+
+
+def synthetic_split(config, n: int, seed: int = 0) -> dict:
+  rng = np.random.default_rng(seed)
+  return {"signal": rng.standard_normal((n, *config.input_shape), np.float32),
+          "label": rng.integers(0, config.num_classes, n).astype(np.int32)}
+
+
+def jax_runs(config, batch: int, n_dev: int) -> dict:
+  """{'train', 'eval', 'pipeline'}: run(n) closures over the trainer's mapped functions.
+
+  Mirrors `train.Trainer` on the first `n_dev` local devices (pmap maps over the leading axis,
+  so replicating to n devices is all it takes to use n).
+  """
+  if batch % n_dev:
+    raise ValueError(f"batch {batch} is not divisible by {n_dev} devices")
+  devices = jax.local_devices()[:n_dev]
+  par = parallel.Parallel("pmap")
+  replicate = lambda tree: jax_utils.replicate(tree, devices)
+  model = models.create_model(config, bn_axis_name=parallel.AXIS)
+  n_split = max(_SPLIT.value, batch)
+  data = replicate(synthetic_split(config, n_split))
+  p_gather = par.map(train.gather, (True, False), False)
+  p_train = par.map(train.train_step, (True, False), (True, True), donate_argnums=(0,))
+  p_eval = par.map(train.eval_step, (True, False), True)
+  steps_per_epoch = n_split // batch
+  box = {"state": replicate(train.create_train_state(config, model, steps_per_epoch))}
+
+  def device_batch(step: int):
+    epoch, s = divmod(step, steps_per_epoch)
+    idx = input_pipeline.train_indices(config.seed, epoch, s, n_split, batch)
+    return p_gather(data, par.shard(idx.reshape(n_dev, -1)))
+
+  train_batch = device_batch(0)
+  eval_batch = dict(train_batch, mask=par.shard(np.ones((n_dev, batch // n_dev), bool)))
+  counter = iter(range(10 ** 9))
+
+  def run_train(n):
+    for _ in range(n):
+      box["state"], metrics = p_train(box["state"], train_batch)
+    jax.block_until_ready((box["state"], metrics))
+
+  def run_eval(n):
+    for _ in range(n):
+      metrics = p_eval(box["state"], eval_batch)
+    jax.block_until_ready(metrics)
+
+  def run_pipeline(n):
+    for _ in range(n):
+      out = device_batch(next(counter))
+    jax.block_until_ready(out)
+
+  return {"train": run_train, "eval": run_eval, "pipeline": run_pipeline}
+
+
+# ---------------------------------------------------------------------------------------------
+# The PyTorch peer.
+
+
+def torch_runs(config, batch: int, compile_: bool) -> tuple[dict, dict]:
+  """({'torch_eager/train': run, ...}, info), or ({}, info with the reason it is skipped)."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+    import torch_reference  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return {}, {"skipped": "torch not installed: peer skipped"}
+  platform_ = jax.default_backend()
+  device = torch_reference.default_device()
+  if (platform_ == "gpu") != (device == "cuda"):
+    return {}, {"skipped": f"JAX runs on {platform_}, torch on {device}: peer skipped"}
+  runs = {}
+  for peer in ("torch_eager",) + (("torch_compile",) if compile_ else ()):
+    torch.manual_seed(0)
+    model = torch_reference.build(config, device)
+    train_step, eval_step = torch_reference.make_steps(model, config, batch, device,
+                                                       compile_=peer == "torch_compile")
+    bound = peer == "torch_compile"
+    runs[f"{peer}/train"] = repeat(train_step, device, bound)
+    runs[f"{peer}/eval"] = repeat(eval_step, device, bound)
+  return runs, torch_reference.versions()
+
+
+def repeat(step, device: str, bounded: bool):
+  """run(n) for a PyTorch step; the first call is bounded in time if it compiles."""
+  import torch_reference  # pylint: disable=import-outside-toplevel
+  first = [True]
+
+  def run(n):
+    if first[0] and bounded:
+      first[0] = False
+      with alarm(_TORCH_COMPILE_TIMEOUT.value):
+        step()
+      return
+    first[0] = False
+    for _ in range(n):
+      step()
+    torch_reference._sync(device)  # pylint: disable=protected-access
+
+  return run
+
+
+class alarm:  # pylint: disable=invalid-name
+  """Raises TimeoutError in the main thread after `seconds` (bounds torch.compile)."""
+
+  def __init__(self, seconds: int):
+    self.seconds = seconds
+
+  def __enter__(self):
+    def expire(*_):
+      raise TimeoutError(f"torch.compile took over {self.seconds} s")
+    self.previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(self.seconds)
+
+  def __exit__(self, *exc):
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, self.previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# One setting → rows.
+
+
+def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[str],
+            peaks: dict, torch_ok: bool) -> tuple[list[dict], dict]:
+  """Rows for the JAX impls (and, on one device, the peers) of one setting, timed together."""
+  base = {"config": label, "dataset": config.dataset, "variant": config.model.backbone + "/" +
+          config.model.attention, "dtype": dtype, "batch_size": batch, "devices": n_dev,
+          "device": jax.devices()[0].device_kind, "platform": jax.default_backend()}
+  flops = models.forward_flops(models.create_model(with_model(config, dtype, impls[0])),
+                               config.input_shape)
+  runs, meta = {}, {}
+  for impl in impls:
+    try:
+      for part, run in jax_runs(with_model(config, dtype, impl), batch, n_dev).items():
+        runs[f"jax:{impl}/{part}"] = run
+    except Exception as e:  # pylint: disable=broad-except
+      meta[f"jax:{impl}"] = f"{type(e).__name__}: {e}"[:300]
+  if torch_ok and n_dev == 1:
+    try:
+      peer_runs, info = torch_runs(with_model(config, dtype, impls[0]), batch,
+                                   _TORCH_COMPILE.value)
+    except Exception as e:  # pylint: disable=broad-except
+      peer_runs, info = {}, {"skipped": f"{type(e).__name__}: {e}"[:300]}
+    runs.update(peer_runs)
+    meta.update(info)
+  steps = _STEPS.value or (1 if jax.default_backend() == "cpu" else 20)
+  timing = interleaved(runs, _REPEATS.value, _WARMUP.value, steps)
+  peak = peaks[dtype] * n_dev
+  rows = []
+  for who in dict.fromkeys(name.split("/")[0] for name in runs):
+    row = dict(base, impl=who.split(":")[-1], peer=not who.startswith("jax:"),
+               forward_mflop_per_window=flops / 1e6,
+               train_flop_per_window=3 * flops, peak_tflops=peak / 1e12)
+    for part in ("train", "eval"):
+      if f"{who}/{part}" in timing:
+        row.update(stats(timing[f"{who}/{part}"], batch, part))
+      rate = row.get(f"{part}_windows_per_s")
+      factor = 3 if part == "train" else 1
+      row[f"{part}_tflops"] = rate * factor * flops / 1e12 if rate else None
+    row["mfu"] = row["train_tflops"] * 1e12 / peak if row["train_tflops"] else None
+    row["eval_mfu"] = row["eval_tflops"] * 1e12 / peak if row["eval_tflops"] else None
+    if f"{who}/pipeline" in timing:
+      pipe = stats(timing[f"{who}/pipeline"], batch, "pipeline")
+      row["pipeline_windows_per_s"] = pipe.get("pipeline_windows_per_s")
+      if row.get("train_windows_per_s") and row["pipeline_windows_per_s"]:
+        row["pipeline_over_train"] = row["pipeline_windows_per_s"] / row["train_windows_per_s"]
+    rows.append(row)
+  for key, why in meta.items():
+    if key.startswith("jax:"):
+      rows.append(dict(base, impl=key[4:], peer=False, error=why))
+  add_ratios(rows)
+  return rows, meta
+
+
+def add_ratios(rows: list[dict]) -> None:
+  """JAX / peer windows/s on the same setting, for train and eval, into each JAX row."""
+  peers = {r["impl"]: r for r in rows if r["peer"]}
+  for row in rows:
+    if row["peer"]:
+      continue
+    for name, peer in peers.items():
+      for part in ("train", "eval"):
+        mine, theirs = row.get(f"{part}_windows_per_s"), peer.get(f"{part}_windows_per_s")
+        if mine and theirs:
+          row[f"{part}_over_{name}"] = mine / theirs
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting.
+
+
+def versions() -> dict:
+  out = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+         "python": platform.python_version(), "device": jax.devices()[0].device_kind,
+         "platform": jax.default_backend(), "local_devices": jax.local_device_count(),
+         "cpu_count": os.cpu_count(), "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+  try:
+    import torch_reference  # pylint: disable=import-outside-toplevel
+    out.update(torch_reference.versions())
+  except ImportError:
+    out["torch"] = None
+  return out
+
+
+def fmt(value, spec=".1f") -> str:
+  return "-" if value is None else format(value, spec)
+
+
+def print_rows(rows: list[dict]) -> None:
+  head = ("config", "dtype", "batch", "dev", "impl", "train win/s", "ms/step [min-max]",
+          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU", "compile s", "vs peer")
+  print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['config']} | {r['dtype']} | {r['batch_size']} | {r['devices']} | "
+            f"{r['impl']} | unavailable: {r['error']} |")
+      continue
+    spread = lambda p: (f"{fmt(r.get(p + '_ms'))} [{fmt(r.get(p + '_ms_min'), '.0f')}-"
+                        f"{fmt(r.get(p + '_ms_max'), '.0f')}]")
+    ratios = ", ".join(f"{k.split('_over_')[1]} ×{v:.2f} ({k.split('_')[0]})"
+                       for k, v in r.items() if "_over_torch" in k)
+    cells = (r["config"], r["dtype"], r["batch_size"], r["devices"], r["impl"],
+             fmt(r.get("train_windows_per_s")), spread("train"),
+             fmt(r.get("eval_windows_per_s")), spread("eval"),
+             fmt(r.get("train_tflops"), ".4f"), fmt(r.get("mfu"), ".1%"),
+             fmt(r.get("train_compile_s"), ".1f"), ratios or "-")
+    print("| " + " | ".join(map(str, cells)) + " |")
+
+
+def main(argv):
+  del argv
+  if _CPU_DEVICES.value:
+    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  info = versions()
+  print("versions: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+  configs = load_configs()
+  torch_ok = _TORCH.value
+  if torch_ok and info.get("torch") is None:
+    print("torch not installed: peer skipped")
+    torch_ok = False
+  for label, config in configs:
+    flops = models.forward_flops(models.create_model(config), config.input_shape)
+    print(f"{label}: input {tuple(config.input_shape)}, {config.num_classes} classes, "
+          f"forward {flops / 1e6:,.0f} MFLOP/window (train step counted as 3× = "
+          f"{3 * flops / 1e6:,.0f})")
+  dtypes = _DTYPES.value or list(dict.fromkeys(c.model.dtype for _, c in configs))
+  size = _PEAK_SIZE.value or (2048 if jax.default_backend() == "cpu" else 8192)
+  peaks = {d: matmul_peak(d, size, _REPEATS.value) for d in dtypes}
+  for d, p in peaks.items():
+    print(f"matmul peak ({size}×{size} @ {size}×{size}, {d}, median of "
+          f"{max(_REPEATS.value, 3)}): {p / 1e12:.4f} TFLOP/s per device", flush=True)
+  rows = []
+  for label, config in configs:
+    impls = _CONV_IMPLS.value or [config.model.conv_impl]
+    for dtype in _DTYPES.value or [config.model.dtype]:
+      for batch in map(int, _BATCH_SIZES.value):
+        for n_dev in device_counts():
+          print(f"== {label} {dtype} batch {batch} on {n_dev} device(s): "
+                f"{', '.join(impls)}", flush=True)
+          new, meta = measure(label, config, dtype, batch, n_dev, impls, peaks, torch_ok)
+          if "skipped" in meta:
+            print("  " + meta["skipped"])
+          print_rows(new)
+          rows.extend(new)
+  for row in rows:
+    row["versions"] = info
+  print("\nAll rows:")
+  print_rows(rows)
+  pipe = [r for r in rows if r.get("pipeline_over_train") and r["dataset"] == "pamap2"]
+  for r in pipe:
+    print(f"input pipeline on {r['config']} ({r['dtype']}, batch {r['batch_size']}, "
+          f"{r['impl']}): {r['pipeline_windows_per_s']:,.0f} windows/s = "
+          f"{r['pipeline_over_train']:,.0f}× the train step (needs ≥ 10×)")
+  if _JSON.value:
+    path = pathlib.Path(_JSON.value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1))
+    print(f"wrote {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
