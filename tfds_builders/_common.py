@@ -63,6 +63,16 @@ def random_test_mask(n: int, test_fraction: float, seed: int) -> np.ndarray:
   return mask
 
 
+def default_to_array_record(builder, file_format) -> None:
+  """Makes array_record the format of a builder that was given none.
+
+  TFDS writes tfrecord unless told otherwise, which needs TensorFlow; array_record is what
+  `tfds.data_source` reads. A dataset that is already prepared keeps the format it was written in.
+  """
+  if file_format is None and not builder.is_prepared():
+    builder.info.set_file_format("array_record", override=True)
+
+
 def find_raw_root(
     dl_manager: tfds.download.DownloadManager,
     url: str,

@@ -229,10 +229,7 @@ and put WISDM_ar_latest.tar.gz, or the WISDM_ar_v1.1/ folder it extracts to (whi
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    # TFDS writes tfrecord unless told otherwise, which needs TensorFlow; array_record is what
-    # tfds.data_source reads. A prepared dataset keeps the format it was written in.
-    if file_format is None and not self.is_prepared():
-      self.info.set_file_format("array_record", override=True)
+    _common.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
