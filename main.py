@@ -3,6 +3,7 @@ r"""Trains, evaluates or summarises DanHAR. All the logic lives in danhar_jax/.
   python main.py --config=configs/opportunity.py --workdir=runs/opp          # train (resumes)
   python main.py --config=configs/opportunity.py --workdir=runs/opp --mode=eval
   python main.py --config=configs/wisdm.py:cnn --mode=summary               # needs no data
+  python main.py --config=configs/weakly.py --workdir=runs/weakly --mode=figures  # PNGs in workdir
 
 Several hosts: pass --coordinator_address, --num_processes and --process_id (or let the cluster
 environment set them) and every process runs the same command.
@@ -21,7 +22,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A configs/<dataset>.py file[:args].",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and figures go.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "summary", "figures"], "What to do.")
+flags.DEFINE_string("baseline_workdir", None, "--mode=figures: a second run (e.g. the ResNet "
+                    "baseline) for the confusion matrices and error curves.")
+flags.DEFINE_list("compare_workdirs", [], "--mode=figures: more runs for the error curves.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
@@ -51,7 +55,12 @@ def run(config, jax, summary, train):
     print(summary.summary(config))
     return
   if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required for --mode=train and --mode=eval.")
+    raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}.")
+  if FLAGS.mode == "figures":
+    from danhar_jax import figures
+    print("\n".join(figures.make_all(config, FLAGS.workdir, FLAGS.baseline_workdir,
+                                     FLAGS.compare_workdirs)))
+    return
   if FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.distributed:
     # CPU processes need a collectives backend to reduce across hosts; GPUs and TPUs bring theirs.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -1,4 +1,4 @@
-r"""Ablation on real data: the paper's Table VII (and its CNN / ResNet rows) as mean ± std over seeds.
+r"""Ablation on real data: the paper's Table VII (with the CNN and ResNet rows), mean ± std over seeds.
 
 Two suites, both from the real WISDM-2019 smartwatch recordings (12 staged subjects):
 
@@ -64,6 +64,7 @@ def parse_args(argv=None):
   p.add_argument("--weakly_variants", default=",".join(WEAKLY_VARIANTS))
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--epochs", type=int, default=0, help="0: sized from --budget_hours")
+  p.add_argument("--weakly_epochs", type=int, default=0, help="0: as --epochs")
   p.add_argument("--steps_per_epoch", type=int, default=-1, help="-1: the whole train split")
   p.add_argument("--budget_hours", type=float, default=2.0)
   p.add_argument("--test_subjects", default="1608,1609,1610,1611")
@@ -140,7 +141,7 @@ def calibrate(config, steps: int) -> dict:
          "test_windows": t.n_test, "global_batch": t.global_batch, "load_s": load_s,
          "first_step_s": compile_s, "step_s": float(np.median(step_s)), "eval_s": eval_s,
          "loc_s": 0.0}
-  segments = localization.test_segments(config, test)
+  segments = localization.test_segments(test)
   if segments is not None:
     state = t.par.unreplicate(pstate)
     _, out["loc_s"] = timed(lambda: localization.evaluate(state, test["signal"], *segments,
@@ -159,22 +160,41 @@ def relative_cost(suite: str, variant: str, reference: str, values: dict) -> flo
   return flops[0] / flops[1]
 
 
+def fixed_epochs(args, suites) -> dict[str, int]:
+  """Epochs per suite that the flags fix (--epochs, --weakly_epochs); 0 where the plan decides."""
+  epochs = {s: args.epochs for s in suites}
+  if "weakly" in epochs and args.weakly_epochs:
+    epochs["weakly"] = args.weakly_epochs
+  return epochs
+
+
 def plan(args, cells) -> dict:
-  """Measures each suite once (its danhar cell) and sizes the epochs to the budget."""
+  """Measures each suite once (its danhar cell) and sizes the free epochs to the budget."""
   measured = {}
-  for suite in dict.fromkeys(s for s, _, _ in cells):
+  suites = list(dict.fromkeys(s for s, _, _ in cells))
+  for suite in suites:
     config = make_config(suite, "danhar", overrides(args, suite, 0, 1))
     print(f"Measuring {suite} (danhar, {args.calibration_steps} steps) ...", flush=True)
     measured[suite] = calibrate(config, args.calibration_steps)
     print(f"  {json.dumps({k: round(v, 2) for k, v in measured[suite].items()})}", flush=True)
   costs = {(s, v): relative_cost(s, v, "danhar", overrides(args, s, 0, 1))
            for s, v, _ in cells}
-  per_epoch = sum(measured[s]["epoch_s"] * costs[(s, v)] for s, v, _ in cells)
+  per_epoch = {s: sum(measured[s]["epoch_s"] * costs[(s, v)] for s2, v, _ in cells if s2 == s)
+               for s in suites}
   overhead = sum(measured[s]["overhead_s"] for s, _, _ in cells)
-  epochs = args.epochs or max(1, int((args.budget_hours * 3600 - overhead) // per_epoch))
+  epochs = fixed_epochs(args, suites)
+  left = args.budget_hours * 3600 - overhead - sum(epochs[s] * per_epoch[s] for s in suites)
+  free = [s for s in suites if not epochs[s]]
+  for s in free:  # the same number of epochs for every suite the flags leave open
+    epochs[s] = max(1, int(left // sum(per_epoch[f] for f in free)))
+  estimated = (overhead + sum(epochs[s] * per_epoch[s] for s in suites)) / 3600
+  if estimated > args.budget_hours * 1.05:
+    print(f"WARNING: the plan needs {estimated:.2f} h, more than --budget_hours="
+          f"{args.budget_hours}; fewer seeds, variants or --steps_per_epoch would fit it.",
+          flush=True)
   return {"measured": measured, "relative_cost": {f"{s}/{v}": c for (s, v), c in costs.items()},
           "cells": len(cells), "epochs": epochs, "seconds_per_epoch_all_cells": per_epoch,
-          "overhead_s": overhead, "estimated_hours": (overhead + epochs * per_epoch) / 3600}
+          "overhead_s": overhead, "estimated_hours": estimated}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,23 +276,30 @@ def markdown(command_line: str, the_plan: dict, summary: dict) -> str:
   def pm(stats, key, scale=1.0, digits=2):
     if key not in stats:
       return "–"
-    mean, std, _ = stats[key]
+    mean, std, n = stats[key]
+    if n < 2:
+      return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
+  epochs = ", ".join(f"{suite} {n}" for suite, n in the_plan["epochs"].items())
+  hours = the_plan["estimated_hours"]
+  estimate = f"estimated {hours:.2f} h" if np.isfinite(hours) else "time not estimated"
   lines = ["# Ablation on WISDM-2019 (real data)", "", "```", command_line, "```", "",
-           f"Epochs per cell: {the_plan['epochs']}; estimated {the_plan['estimated_hours']:.2f} h "
-           f"for {the_plan['cells']} cells. Mean ± sample std over seeds; accuracy and F1 in %, "
-           "of the last epoch's evaluation on the test subjects. Params: count (count / 2^20, "
-           "the paper's M). Train s: wall seconds per run less its evaluations (start-up, data "
-           "loading and compiling included).", ""]
+           f"Epochs per cell: {epochs}; {estimate} for {the_plan['cells']} cells. Mean ± sample "
+           "std over seeds (the mean alone for one seed); accuracy and F1 in %, of the last "
+           "epoch's evaluation on the test subjects. Localisation: the last block's temporal "
+           "attention, and the mean of the blocks' (danhar_jax/localization.py). Params: count "
+           "(count / 2^20, the paper's M). Train s: wall seconds per run less its evaluations "
+           "(start-up, data loading and compiling included).", ""]
   for suite, variants in summary.items():
     loc = suite == "weakly"
     lines += [f"## {suite}", ""]
     header = "| variant | seeds | params | accuracy | macro-F1 | weighted-F1 | train s |"
     rule = "|---|---|---|---|---|---|---|"
     if loc:
-      header += " pointing | IoU (> mean) | IoU (top-L) | pointing, mean of blocks |"
-      rule += "---|---|---|---|"
+      header += (" pointing | IoU (> mean) | IoU (top-L) | pointing, mean of blocks | "
+                 "IoU (> mean), mean of blocks |")
+      rule += "---|---|---|---|---|"
     lines += [header, rule]
     for variant, stats in variants.items():
       params = int(stats["params"][0])
@@ -281,7 +308,8 @@ def markdown(command_line: str, the_plan: dict, summary: dict) -> str:
              f"{pm(stats, 'weighted_f1', 100)} | {pm(stats, 'train_seconds', 1, 0)} |")
       if loc:
         row += (f" {pm(stats, 'loc_pointing', 1, 3)} | {pm(stats, 'loc_iou', 1, 3)} | "
-                f"{pm(stats, 'loc_iou_topk', 1, 3)} | {pm(stats, 'loc_pointing_blocks', 1, 3)} |")
+                f"{pm(stats, 'loc_iou_topk', 1, 3)} | {pm(stats, 'loc_pointing_blocks', 1, 3)} | "
+                f"{pm(stats, 'loc_iou_blocks', 1, 3)} |")
       lines.append(row)
     if loc:
       any_stats = next(iter(variants.values()))
@@ -314,20 +342,21 @@ def main(argv=None):
   for suite in suites:
     input_pipeline.prepare(make_config(suite, "danhar", overrides(args, suite, 0, 1)))
 
-  if args.epochs and not args.plan_only:
-    the_plan = {"cells": len(cells), "epochs": args.epochs, "estimated_hours": float("nan"),
+  epochs = fixed_epochs(args, suites)
+  if all(epochs.values()) and not args.plan_only:
+    the_plan = {"cells": len(cells), "epochs": epochs, "estimated_hours": float("nan"),
                 "measured": None}
   else:
     the_plan = plan(args, cells)
   print(f"Plan: {len(cells)} cells ({', '.join(f'{s}/{v}/seed{k}' for s, v, k in cells)}), "
-        f"{the_plan['epochs']} epochs each, steps/epoch "
+        f"epochs {the_plan['epochs']}, steps/epoch "
         f"{args.steps_per_epoch if args.steps_per_epoch > 0 else 'all'}; estimated "
         f"{the_plan['estimated_hours']:.2f} h.", flush=True)
   if args.plan_only:
     print(json.dumps(the_plan, indent=1))
     return
 
-  results = [run_cell(args, s, v, seed, the_plan["epochs"]) for s, v, seed in cells]
+  results = [run_cell(args, s, v, seed, the_plan["epochs"][s]) for s, v, seed in cells]
   summary = summarise(results)
   os.makedirs(args.out_dir, exist_ok=True)
   with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:

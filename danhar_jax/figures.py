@@ -1,4 +1,4 @@
-"""The paper's figures from a trained workdir: attention (Figs. 10, 12), confusion (13), curves (2-5, 8).
+"""The paper's figures from a workdir: attention (Figs. 10, 12), confusion (13), curves (2-5, 8).
 
   make_all(config, workdir, baseline_workdir=None, compare_workdirs=())  ->  [PNG paths]
 
@@ -108,7 +108,7 @@ def plot_temporal_attention(path: str, signals: np.ndarray, attention: dict[str,
   colours = plt.cm.viridis(np.linspace(0.15, 0.85, max(len(blocks), 1)))
   for i, ax in enumerate(axes[:, 0]):
     for s, name in enumerate(sensors):
-      ax.plot(signals[i, :, s], lw=0.6, alpha=0.7, label=name)
+      ax.plot(signals[i, :, s], lw=0.5, alpha=0.5, label=name)  # faint: attention on top
     if segments is not None:
       ax.axvspan(segments[0][i], segments[1][i], color="tab:red", alpha=0.15,
                  label="true segment")
@@ -177,8 +177,8 @@ def plot_sensor_attention(path: str, per_class: dict[str, np.ndarray],
   blocks = sorted(per_class, key=lambda k: int(k[5:]))
   k, s = len(class_names), len(sensors)
   width = max(3.2, 0.55 * s + 1.8)
-  fig, axes = plt.subplots(1, len(blocks), figsize=(width * len(blocks), 1.0 + 0.34 * k),
-                           squeeze=False)
+  height = max(2.8, 1.0 + 0.34 * k)
+  fig, axes = plt.subplots(1, len(blocks), figsize=(width * len(blocks), height), squeeze=False)
   for ax, block in zip(axes[0], blocks):
     values = per_class[block]
     image = ax.imshow(values, aspect="auto", cmap="magma")
@@ -285,7 +285,7 @@ def make_all(config, workdir: str, baseline_workdir: str | None = None,
     mapped = localization.time_mapped(maps, config, test["signal"].shape[1])
     if mapped:
       sensors = sensor_names(config, test["signal"].shape[2])
-      segments = localization.test_segments(config, test)
+      segments = localization.test_segments(test)
       predictions = logits.argmax(axis=1)
       idx = example_windows(test["label"], num_windows)
       title = f"{label} on {name}, step {step}"

@@ -20,6 +20,8 @@ import tensorflow_datasets as tfds
 
 DATASETS = ("wisdm", "wisdm2019", "pamap2", "unimib_shar", "opportunity", "weakly")
 FEATURES = ("signal", "label", "subject")
+# Kept when a dataset has them: the weakly labeled windows' true target segment, [start, end).
+OPTIONAL_FEATURES = ("segment_start", "segment_end")
 
 
 def builder(config):
@@ -58,8 +60,8 @@ def read_split(source, chunk: int = 4096) -> dict[str, np.ndarray]:
   parts = {k: [] for k in FEATURES}
   for lo in range(0, n, chunk):
     records = source.__getitems__(list(range(lo, min(lo + chunk, n))))
-    for k in FEATURES:
-      parts[k].append(np.stack([np.asarray(r[k]) for r in records]))
+    for k in (*FEATURES, *(f for f in OPTIONAL_FEATURES if f in records[0])):
+      parts.setdefault(k, []).append(np.stack([np.asarray(r[k]) for r in records]))
   split = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
   split["signal"] = split["signal"].astype(np.float32)
   split["label"] = split["label"].astype(np.int32)
@@ -98,7 +100,7 @@ def subject_split(train, test, test_subjects: str):
   except ValueError:
     raise ValueError(f"config.test_subjects={test_subjects!r} must be comma-separated integers."
                      ) from None
-  union = {k: np.concatenate([train[k], test[k]]) for k in FEATURES}
+  union = {k: np.concatenate([train[k], test[k]]) for k in train}
   known = set(np.unique(union["subject"]).tolist())
   if missing := sorted(wanted - known):
     raise ValueError(f"config.test_subjects {missing} are not in the dataset; its subjects are "

@@ -83,7 +83,7 @@ def interpolation_matrix(centres: np.ndarray, input_length: int) -> np.ndarray:
 
 
 def to_input_time(mask: np.ndarray, centres: np.ndarray, input_length: int) -> np.ndarray:
-  """A block's mask `[N, T_k, S_k]` (or `[N, T_k]`) → `[N, T]`: sensor mean, then interpolation."""
+  """A block's mask `[N, T_k, S_k]` (or `[N, T_k]`) → `[N, T]`: sensor mean, then interpolated."""
   mask = np.asarray(mask, np.float64)
   if mask.ndim == 3:
     mask = mask.mean(axis=2)
@@ -271,35 +271,11 @@ def evaluate(model, signals: np.ndarray, segment_starts, segment_ends, config, *
 SEGMENT_FEATURES = ("segment_start", "segment_end")
 
 
-def test_segments(config, test: dict) -> tuple[np.ndarray, np.ndarray] | None:
-  """(segment_start, segment_end) of `test` as `input_pipeline.load(config)` returned it.
-
-  Taken from `test` when the pipeline kept them; otherwise read from the prepared dataset and
-  re-split exactly as `input_pipeline.load` does (train then test, `config.test_subjects`).
-  None when the dataset has no segments.
-  """
-  if all(k in test for k in SEGMENT_FEATURES):
-    return tuple(np.asarray(test[k], np.int64) for k in SEGMENT_FEATURES)
-  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  b = input_pipeline.builder(config)
-  if not b.is_prepared() or any(k not in b.info.features for k in SEGMENT_FEATURES):
+def test_segments(test: dict) -> tuple[np.ndarray, np.ndarray] | None:
+  """(segment_start, segment_end) of a split from `input_pipeline.load`, or None without them."""
+  if not all(k in test for k in SEGMENT_FEATURES):
     return None
-  parts = {}
-  for split in ("train", "test"):
-    source = b.as_data_source(split=split)
-    records = source.__getitems__(list(range(len(source))))
-    parts[split] = {k: np.array([int(r[k]) for r in records], np.int64)
-                    for k in (*SEGMENT_FEATURES, "subject")}
-  if config.test_subjects:
-    wanted = [int(s) for s in str(config.test_subjects).split(",") if s.strip()]
-    union = {k: np.concatenate([parts["train"][k], parts["test"][k]]) for k in parts["test"]}
-    chosen = {k: v[np.isin(union["subject"], wanted)] for k, v in union.items()}
-  else:
-    chosen = parts["test"]
-  if not np.array_equal(chosen["subject"], np.asarray(test["subject"])):
-    raise ValueError(f"The segments read from {config.dataset} do not line up with the test "
-                     "split (its subjects differ); was the dataset rebuilt?")
-  return chosen["segment_start"], chosen["segment_end"]
+  return tuple(np.asarray(test[k], np.int64) for k in SEGMENT_FEATURES)
 
 
 def restore_state(config, workdir: str):
@@ -321,7 +297,7 @@ def evaluate_workdir(config, workdir: str, **kwargs) -> dict[str, float]:
   """`evaluate` for the latest checkpoint of `workdir` on `config`'s test split."""
   from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   _, test, _ = input_pipeline.load(config)
-  segments = test_segments(config, test)
+  segments = test_segments(test)
   if segments is None:
     raise ValueError(f"{config.dataset} has no segment_start/segment_end features to score "
                      "localisation against; use the weakly dataset.")

@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from flax.training import train_state
 
 from danhar_jax import input_pipeline
+from danhar_jax import localization
 from danhar_jax import metrics as metrics_lib
 from danhar_jax import models
 from danhar_jax import parallel
@@ -165,6 +166,9 @@ class Trainer:
                  self.n_train, self.n_train - full * self.global_batch,
                  self.n_train - full * self.global_batch, self.n_test)
 
+    # Weakly labeled windows know where their target is: evaluation also scores localisation.
+    self.segments = localization.test_segments(test)
+    self.test_signal = test["signal"]
     keep = ("signal", "label")
     self.train_data = self.par.replicate({k: train[k] for k in keep})
     self.test_data = self.par.replicate({k: test[k] for k in keep})
@@ -196,8 +200,12 @@ class Trainer:
       acc = m if acc is None else acc.merge(m)
     result = jax.device_get(acc.compute())
     confusion = np.asarray(result["confusion"])
-    return {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
-            "confusion": confusion.tolist()}
+    out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
+           "confusion": confusion.tolist()}
+    if self.segments is not None:
+      out.update(localization.evaluate(self.par.unreplicate(pstate), self.test_signal,
+                                       *self.segments, self.config))
+    return out
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -247,6 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       result = t.evaluate(pstate)
       record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
           "accuracy", "macro_f1", "weighted_f1", "loss")}, **last_train,
+                **{k: v for k, v in result.items() if k.startswith("loc_")},
                 "eval_seconds": round(time.perf_counter() - started, 3),
                 "confusion": result["confusion"]}
       writers.eval_record(record)

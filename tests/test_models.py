@@ -38,6 +38,8 @@ def authors_config(dataset, variant="danhar"):
   config = importlib.import_module(f"configs.{dataset}").get_config(variant)
   if dataset == "opportunity":  # the authors' unpublished 107-channel, 17-class files
     config.input_shape, config.num_classes = (64, 107), 17
+  if dataset == "weakly":  # the authors' private 2048 × 3 iPhone windows
+    config.input_shape = (2048, 3)
   return config
 
 

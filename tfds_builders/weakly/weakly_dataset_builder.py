@@ -220,10 +220,7 @@ The manual_dir is the source builder's:
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    # TFDS writes tfrecord unless told otherwise, which needs TensorFlow; array_record is what
-    # tfds.data_source reads. A prepared dataset keeps the format it was written in.
-    if file_format is None and not self.is_prepared():
-      self.info.set_file_format("array_record", override=True)
+    _common.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
