@@ -11,10 +11,11 @@ pytest.importorskip("tensorflow")
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import _testing
 from tfds_builders.opportunity import opportunity_dataset_builder
 
 
-class OpportunityTest(tfds.testing.DatasetBuilderTestCase):
+class OpportunityTest(_testing.BuilderTestCase):
   """Builds dummy_data/ (SYNTHETIC raw files, see make_dummy_data.py) as the manual_dir."""
 
   DATASET_CLASS = opportunity_dataset_builder.Builder

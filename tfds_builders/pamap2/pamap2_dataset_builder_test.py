@@ -11,10 +11,11 @@ pytest.importorskip("tensorflow")
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import _testing
 from tfds_builders.pamap2 import pamap2_dataset_builder
 
 
-class Pamap2Test(tfds.testing.DatasetBuilderTestCase):
+class Pamap2Test(_testing.BuilderTestCase):
   """Builds dummy_data/ (SYNTHETIC raw files, see make_dummy_data.py) as the manual_dir."""
 
   DATASET_CLASS = pamap2_dataset_builder.Builder

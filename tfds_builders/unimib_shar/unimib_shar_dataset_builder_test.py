@@ -11,10 +11,11 @@ pytest.importorskip("tensorflow")
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import _testing
 from tfds_builders.unimib_shar import unimib_shar_dataset_builder
 
 
-class UnimibSharTest(tfds.testing.DatasetBuilderTestCase):
+class UnimibSharTest(_testing.BuilderTestCase):
   """Builds dummy_data/ (SYNTHETIC raw files, see make_dummy_data.py) as the manual_dir."""
 
   DATASET_CLASS = unimib_shar_dataset_builder.Builder

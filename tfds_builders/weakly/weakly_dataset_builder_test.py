@@ -11,19 +11,14 @@ pytest.importorskip("tensorflow")
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow_datasets as tfds
 
+from tfds_builders import _testing
 from tfds_builders.weakly import weakly_dataset_builder
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 
-class _WeaklyTest(tfds.testing.DatasetBuilderTestCase):
+class _WeaklyTest(_testing.BuilderTestCase):
   DATASET_CLASS = weakly_dataset_builder.Builder
-  SKIP_TF1_GRAPH_MODE = True
   SKIP_CHECKSUMS = True  # the raw files come from manual_dir; nothing is downloaded
-
-  def _make_builder(self, config=None):
-    # as_dataset (tf.data) reads tfrecord; the builder's own default is array_record.
-    return self.dataset_class(data_dir=self.tmp_dir, config=config, version=self.VERSION,
-                              file_format="tfrecord")
 
 
 class WeaklyWisdm2019Test(_WeaklyTest):

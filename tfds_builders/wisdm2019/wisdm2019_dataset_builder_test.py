@@ -11,21 +11,16 @@ pytest.importorskip("tensorflow")
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow_datasets as tfds
 
+from tfds_builders import _testing
 from tfds_builders.wisdm2019 import wisdm2019_dataset_builder
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 
-class Wisdm2019Test(tfds.testing.DatasetBuilderTestCase):
+class Wisdm2019Test(_testing.BuilderTestCase):
   DATASET_CLASS = wisdm2019_dataset_builder.Builder
-  SKIP_TF1_GRAPH_MODE = True
   # Subject 1600: 4 windows of walking, 1 + 2 of jogging (split by a 300 ms accelerometer gap);
   # subject 1610 (a test subject): 3 windows of walking.
   SPLITS = {"train": 7, "test": 3}
-
-  def _make_builder(self, config=None):
-    # as_dataset (tf.data) reads tfrecord; the builder's own default is array_record.
-    return self.dataset_class(data_dir=self.tmp_dir, config=config, version=self.VERSION,
-                              file_format="tfrecord")
 
 
 if __name__ == "__main__":
