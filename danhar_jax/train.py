@@ -159,12 +159,12 @@ class Trainer:
     self.total_steps = config.num_epochs * self.steps_per_epoch
     self.model = models.create_model(config, bn_axis_name=AXIS)
     logging.info("Devices: %d (%d per process, %d processes, %s); global batch %d, per-device "
-                 "batch %d; %d steps/epoch over %d train windows (%d left out of each epoch, a "
-                 "different random %d each time); %d test windows.",
+                 "batch %d; %d steps/epoch over %d train windows (%d sit out each epoch, a "
+                 "different random set each time); %d test windows.",
                  n_dev, jax.local_device_count(), n_proc, jax.devices()[0].platform,
                  self.global_batch, self.global_batch // n_dev, self.steps_per_epoch,
-                 self.n_train, self.n_train - full * self.global_batch,
-                 self.n_train - full * self.global_batch, self.n_test)
+                 self.n_train, self.n_train - self.steps_per_epoch * self.global_batch,
+                 self.n_test)
 
     # Weakly labeled windows know where their target is: evaluation also scores localisation.
     self.segments = localization.test_segments(test)
