@@ -464,9 +464,8 @@ def main(argv):
           if "skipped" in meta:
             print("  " + meta["skipped"])
           print_rows(new)
-          rows.extend(new)
-  for row in rows:
-    row["versions"] = info
+          rows.extend(dict(row, versions=info) for row in new)
+          write_json(rows)  # after every setting, so a run cut short keeps what it measured
   print("\nAll rows:")
   print_rows(rows)
   pipe = [r for r in rows if r.get("pipeline_over_train") and r["dataset"] == "pamap2"]
@@ -475,10 +474,14 @@ def main(argv):
           f"{r['impl']}): {r['pipeline_windows_per_s']:,.0f} windows/s = "
           f"{r['pipeline_over_train']:,.0f}× the train step (needs ≥ 10×)")
   if _JSON.value:
+    print(f"wrote {len(rows)} rows to {_JSON.value}")
+
+
+def write_json(rows: list[dict]) -> None:
+  if _JSON.value:
     path = pathlib.Path(_JSON.value)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {len(rows)} rows to {path}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from danhar_jax import models
+from tests.test_models import authors_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -49,11 +50,6 @@ def test_throughput_writes_rows_with_the_required_keys(tmp_path):
     assert "torch not installed: peer skipped" in proc.stdout
 
 
-def authors_config(dataset, variant="danhar"):
-  config = importlib.import_module(f"configs.{dataset}").get_config(variant)
-  if dataset == "opportunity":  # the authors' shapes, as tests/test_models.py uses
-    config.input_shape, config.num_classes = (64, 107), 17
-  return config
 
 
 DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
