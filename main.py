@@ -35,22 +35,21 @@ flags.DEFINE_bool("distributed", False, "Multi-host run whose cluster (SLURM, Cl
 
 def main(argv):
   del argv
-  import jax  # after flag parsing, so `--help` and flag errors stay fast
-  from danhar_jax import summary, train
-  from tfds_builders import _common
-
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
-  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError,
-                 _common.RawFormatError, _common.MissingRawFilesError)
+  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
   try:
-    run(FLAGS.config, jax, summary, train)
-  except user_errors as e:
+    run(FLAGS.config)
+  except user_errors as e:  # RawFormatError and MissingRawFilesError are among them
     if os.environ.get("DANHAR_TRACEBACK"):
       raise
     sys.exit(f"error: {e}")
 
 
-def run(config, jax, summary, train):
+def run(config):
+  # Imported after flag parsing, so that `--help` and flag errors stay fast.
+  import jax
+  from danhar_jax import summary, train
+
   if FLAGS.mode == "summary":
     print(summary.summary(config))
     return
