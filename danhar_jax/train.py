@@ -197,6 +197,8 @@ class Trainer:
       batch = dict(self.batch(self.test_data, idx))
       batch["mask"] = self.par.shard(mask.reshape(jax.local_device_count(), -1))
       m = self.par.unreplicate(self.p_eval(pstate, batch))
+      if self.block_each_step:  # the eval step all-gathers too
+        parallel.block(m)
       acc = m if acc is None else acc.merge(m)
     result = jax.device_get(acc.compute())
     confusion = np.asarray(result["confusion"])
