@@ -10,8 +10,8 @@ What is timed, for every (config, dtype, batch size, device count, conv impl):
 - the trainer's own steps: `train.train_step` and `train.eval_step` mapped with
   `parallel.Parallel('pmap').map` over a `TrainState` from `train.create_train_state`,
   replicated, exactly as `train.Trainer` runs them. The batch is already on the device(s); each
-  timed repeat runs `--steps` steps and then blocks on the outputs. The first call (compile plus
-  one step) is reported apart as `compile_s`, never mixed into the rates;
+  timed repeat runs `--steps` steps and then blocks on the outputs. The first two calls (the
+  compiles plus two steps) are reported apart as `compile_s`, never mixed into the rates;
 - the input pipeline alone: `input_pipeline.train_indices`, the per-device split of the indices
   and the mapped `train.gather` from the device-resident split, blocked. Training is input-bound
   only if this rate comes near the train step's, so its ratio to the train rate is reported;
@@ -24,8 +24,9 @@ anything else on the machine falls on all of them alike. Rates are the median ov
 after --warmup untimed repeats, with the min–max spread. FLOPs are analytic
 (`models.forward_flops`, conv and Dense multiply-accumulates × 2); a training step is counted
 as 3× the forward (forward, and the two matmuls of the backward per layer). MFU divides the
-achieved FLOP/s by the peak of a large jitted matmul in the same dtype, measured in this run on
-the same device.
+achieved FLOP/s by the rate of a large jitted matmul in the same dtype on the same device, timed
+interleaved with the steps. Each row also records the CPU cores other processes used meanwhile
+(`other_cores_during_timing`): on a shared machine that, more than anything, moves the numbers.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import signal
-import statistics
 import sys
 import time
 
@@ -91,6 +92,10 @@ _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch peer (if torch is
 _TORCH_COMPILE = flags.DEFINE_boolean("torch_compile", False, "Also time torch.compile.")
 _TORCH_COMPILE_TIMEOUT = flags.DEFINE_integer("torch_compile_timeout", 300, "Seconds allowed "
                                               "for torch.compile's first call.")
+_QUIET_CORES = flags.DEFINE_float("quiet_cores", 0.25, "CPU cores other processes may use "
+                                   "before the machine counts as busy.")
+_QUIET_WAIT = flags.DEFINE_integer("quiet_wait", 0, "Before timing each setting, wait up to this "
+                                   "many seconds for other processes to go quiet (CPU).")
 _JSON = flags.DEFINE_string("json", "", "Write the rows here as a JSON list.")
 
 
@@ -141,9 +146,9 @@ def with_model(config, dtype: str, impl: str):
 def interleaved(runs: dict, repeats: int, warmup: int, steps: int) -> dict:
   """Times each `run(n)` (n steps, blocked) in turn, `repeats` times; first calls apart.
 
-  Returns {name: {'first_s': seconds of the first two calls, 'step_s': [per-step seconds of each
-  repeat]}} or
-  {name: {'error': reason}} for a contender whose first call failed.
+  Returns ({name: {'first_s': seconds of the first two calls, 'step_s': [per-step seconds of each
+  repeat]}} or {name: {'error': reason}} if its first call failed, the CPU cores other
+  processes used during the timed repeats).
   """
   out, live = {}, {}
   for name, run in runs.items():
@@ -163,12 +168,48 @@ def interleaved(runs: dict, repeats: int, warmup: int, steps: int) -> dict:
   for _ in range(warmup):
     for run in live.values():
       run(steps)
+  before = cpu_seconds()
   for _ in range(repeats):
     for name, run in live.items():
       start = time.perf_counter()
       run(steps)
       out[name]["step_s"].append((time.perf_counter() - start) / steps)
-  return out
+  return out, other_cores(before, cpu_seconds())
+
+
+def cpu_seconds() -> tuple[float, float, float] | None:
+  """(wall clock, CPU seconds the whole machine was busy, CPU seconds of this process).
+
+  Linux only (None elsewhere). Their differences tell how much of the CPU other processes took
+  while we timed: on a shared 2-core machine that is what makes timings drift.
+  """
+  try:
+    with open("/proc/stat") as f:
+      ticks = [int(v) for v in f.readline().split()[1:9]]
+  except OSError:
+    return None
+  busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return time.perf_counter(), busy, usage.ru_utime + usage.ru_stime
+
+
+def other_cores(before, after) -> float | None:
+  """CPU cores that other processes kept busy, on average, between two cpu_seconds() samples."""
+  if before is None or after is None or after[0] <= before[0]:
+    return None
+  others = (after[1] - before[1]) - (after[2] - before[2])
+  return max(others, 0.0) / (after[0] - before[0])
+
+
+def wait_until_quiet(max_cores: float, timeout: float) -> float | None:
+  """Waits (up to `timeout` s) until other processes use under `max_cores`; returns their use."""
+  deadline, load = time.perf_counter() + timeout, None
+  while True:
+    before = cpu_seconds()
+    time.sleep(2.0)
+    load = other_cores(before, cpu_seconds())
+    if load is None or load < max_cores or time.perf_counter() > deadline:
+      return load
 
 
 def stats(timing: dict, batch: int, prefix: str) -> dict:
@@ -184,19 +225,24 @@ def stats(timing: dict, batch: int, prefix: str) -> dict:
           f"{prefix}_compile_s": max(timing["first_s"] - 2 * med / 1e3, 0.0)}
 
 
-def matmul_peak(dtype: str, size: int, repeats: int) -> float:
-  """FLOP/s of a jitted square matmul in `dtype` on the default device: the MFU denominator."""
+def peak_size() -> int:
+  return _PEAK_SIZE.value or (2048 if jax.default_backend() == "cpu" else 8192)
+
+
+def matmul_run(dtype: str, size: int):
+  """run(n): n jitted square matmuls in `dtype` on the default device. Its FLOP/s, timed among
+  the model's steps, is the MFU denominator: the same device, dtype and machine load."""
   key_a, key_b = jax.random.split(jax.random.key(0))
   a = jax.random.normal(key_a, (size, size), dtype)
   b = jax.random.normal(key_b, (size, size), dtype)
   matmul = jax.jit(jnp.matmul)
-  matmul(a, b).block_until_ready()
-  times = []
-  for _ in range(max(repeats, 3)):
-    start = time.perf_counter()
-    matmul(a, b).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * size ** 3 / statistics.median(times)
+
+  def run(n):
+    for _ in range(n):
+      out = matmul(a, b)
+    out.block_until_ready()
+
+  return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +370,7 @@ class alarm:  # pylint: disable=invalid-name
 
 
 def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[str],
-            peaks: dict, torch_ok: bool) -> tuple[list[dict], dict]:
+            torch_ok: bool) -> tuple[list[dict], dict]:
   """Rows for the JAX impls (and, on one device, the peers) of one setting, timed together."""
   base = {"config": label, "dataset": config.dataset, "variant": config.model.backbone + "/" +
           config.model.attention, "dtype": dtype, "batch_size": batch, "devices": n_dev,
@@ -346,11 +392,25 @@ def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[
       peer_runs, info = {}, {"skipped": f"{type(e).__name__}: {e}"[:300]}
     runs.update(peer_runs)
     meta.update(info)
+  size = peak_size()
+  runs["peak/matmul"] = matmul_run(dtype, size)
   steps = _STEPS.value or (1 if jax.default_backend() == "cpu" else 20)
-  timing = interleaved(runs, _REPEATS.value, _WARMUP.value, steps)
-  peak = peaks[dtype] * n_dev
+  if _QUIET_WAIT.value:
+    waited = wait_until_quiet(_QUIET_CORES.value, _QUIET_WAIT.value)
+    print(f"  other processes use {fmt(waited, '.2f')} cores before timing", flush=True)
+  timing, others = interleaved(runs, _REPEATS.value, _WARMUP.value, steps)
+  if others is not None and others > _QUIET_CORES.value:
+    print(f"  WARNING: other processes used {others:.2f} CPU cores while this was timed; "
+          "rates are lower than on an idle machine (PyTorch's OpenMP loses most).", flush=True)
+  base["other_cores_during_timing"] = others
+  if "error" in timing["peak/matmul"]:
+    raise RuntimeError(f"The {size}² matmul failed: {timing['peak/matmul']['error']}")
+  peak = 2 * size ** 3 / float(np.median(timing["peak/matmul"]["step_s"]))
+  print(f"  matmul peak ({size}×{size} @ {size}×{size}, {dtype}, median of {_REPEATS.value}, "
+        f"interleaved with the steps): {peak / 1e12:.4f} TFLOP/s per device", flush=True)
+  peak *= n_dev
   rows = []
-  for who in dict.fromkeys(name.split("/")[0] for name in runs):
+  for who in dict.fromkeys(name.split("/")[0] for name in runs if name != "peak/matmul"):
     row = dict(base, impl=who.split(":")[-1], peer=not who.startswith("jax:"),
                forward_mflop_per_window=flops / 1e6,
                train_flop_per_window=3 * flops, peak_tflops=peak / 1e12)
@@ -411,7 +471,8 @@ def fmt(value, spec=".1f") -> str:
 
 def print_rows(rows: list[dict]) -> None:
   head = ("config", "dtype", "batch", "dev", "impl", "train win/s", "ms/step [min-max]",
-          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU", "compile s", "vs peer")
+          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU", "compile s", "vs peer",
+          "others' cores")
   print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
   for r in rows:
     if "error" in r:
@@ -426,7 +487,8 @@ def print_rows(rows: list[dict]) -> None:
              fmt(r.get("train_windows_per_s")), spread("train"),
              fmt(r.get("eval_windows_per_s")), spread("eval"),
              fmt(r.get("train_tflops"), ".4f"), fmt(r.get("mfu"), ".1%"),
-             fmt(r.get("train_compile_s"), ".1f"), ratios or "-")
+             fmt(r.get("train_compile_s"), ".1f"), ratios or "-",
+             fmt(r.get("other_cores_during_timing"), ".2f"))
     print("| " + " | ".join(map(str, cells)) + " |")
 
 
@@ -446,12 +508,12 @@ def main(argv):
     print(f"{label}: input {tuple(config.input_shape)}, {config.num_classes} classes, "
           f"forward {flops / 1e6:,.0f} MFLOP/window (train step counted as 3× = "
           f"{3 * flops / 1e6:,.0f})")
-  dtypes = _DTYPES.value or list(dict.fromkeys(c.model.dtype for _, c in configs))
-  size = _PEAK_SIZE.value or (2048 if jax.default_backend() == "cpu" else 8192)
-  peaks = {d: matmul_peak(d, size, _REPEATS.value) for d in dtypes}
-  for d, p in peaks.items():
-    print(f"matmul peak ({size}×{size} @ {size}×{size}, {d}, median of "
-          f"{max(_REPEATS.value, 3)}): {p / 1e12:.4f} TFLOP/s per device", flush=True)
+    if config.dataset == "opportunity" and tuple(config.input_shape) != (64, 107):
+      authors = config.copy_and_resolve_references()
+      authors.input_shape, authors.num_classes = (64, 107), 17
+      print(f"  (at the authors' 107-channel, 17-class shape: "
+            f"{models.forward_flops(models.create_model(authors), (64, 107)) / 1e6:,.0f} "
+            "MFLOP/window)")
   rows = []
   for label, config in configs:
     impls = _CONV_IMPLS.value or [config.model.conv_impl]
@@ -460,7 +522,7 @@ def main(argv):
         for n_dev in device_counts():
           print(f"== {label} {dtype} batch {batch} on {n_dev} device(s): "
                 f"{', '.join(impls)}", flush=True)
-          new, meta = measure(label, config, dtype, batch, n_dev, impls, peaks, torch_ok)
+          new, meta = measure(label, config, dtype, batch, n_dev, impls, torch_ok)
           if "skipped" in meta:
             print("  " + meta["skipped"])
           print_rows(new)
@@ -485,4 +547,6 @@ def write_json(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Accept GNU-style --no-torch as well as absl's --notorch.
+  app.run(main, argv=[a.replace("--no-", "--no", 1) if a.startswith("--no-") else a
+                      for a in sys.argv])

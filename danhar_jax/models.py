@@ -75,7 +75,10 @@ class ConvK1(nn.Module):
       x = jnp.pad(x, ((0, 0), (p, p), (0, 0), (0, 0))) if p else x
       t_out = (x.shape[1] - k) // s + 1
       cols = [x[:, i:i + s * (t_out - 1) + 1:s] for i in range(k)]
-      cols = cols[0] if k == 1 else jnp.concatenate(cols, axis=-1)
+      # Stacking the slices on a new axis and merging it into the channels gives the same
+      # columns as concatenating them, but XLA:CPU fuses the stack into the slices' producers and
+      # feeds the matmul faster: eval +3-7%, training unchanged (benchmarks/README.md).
+      cols = jnp.stack(cols, axis=-2).reshape(*cols[0].shape[:-1], k * cin)
       y = jnp.dot(cols, w.reshape(k * cin, self.features))
     if self.use_bias:
       y = y + self.param("bias", init, (self.features,)).astype(self.dtype)

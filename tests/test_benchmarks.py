@@ -1,6 +1,6 @@
 """The throughput benchmark's report and the PyTorch peer's architecture; no timing assertions."""
 
-import importlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -43,13 +43,12 @@ def test_throughput_writes_rows_with_the_required_keys(tmp_path):
     for key in ("train_windows_per_s", "eval_windows_per_s", "mfu", "train_tflops"):
       assert isinstance(row[key], float) and row[key] > 0, (key, row[key])
   assert jax_rows[0]["pipeline_windows_per_s"] > 0
+  assert "other_cores_during_timing" in jax_rows[0]
   if importlib.util.find_spec("torch") is not None:
     assert [r["impl"] for r in rows if r["peer"]] == ["torch_eager"]
     assert jax_rows[0]["train_over_torch_eager"] > 0
   else:
     assert "torch not installed: peer skipped" in proc.stdout
-
-
 
 
 DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
