@@ -10,13 +10,13 @@ import subprocess
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
 from danhar_jax import writers
 from tests.conftest import ROOT
 from tests.conftest import SHARED_DATA
+from tests.test_end_to_end import final_params
 
 FLAGS = ["--config=configs/wisdm.py:quick", "--config.model.widths=(16,16,16)"]
 
@@ -25,16 +25,6 @@ def free_port():
   with socket.socket() as s:
     s.bind(("localhost", 0))
     return s.getsockname()[1]
-
-
-def final_params(workdir):
-  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                             item_names=("state",)) as mngr:
-    step = mngr.latest_step()
-    state = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore())).state
-  import jax
-  return step, np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +57,8 @@ def test_two_processes_match_one_process(tmp_path, wisdm_data):
   assert "JAX process 1/2" in logs[1]
   assert "global batch 32, per-device batch 16" in logs[0]
 
-  step_one, one = final_params(tmp_path / "one")
-  step_two, two = final_params(workdir)
+  (step_one, one), (step_two, two) = (final_params(tmp_path / "one"), final_params(workdir))
+  one, two = np.concatenate([x.ravel() for x in one]), np.concatenate([x.ravel() for x in two])
   assert step_one == step_two == 6
   # Same global batch, split over two hosts: only the reduction order differs (see
   # tests/test_train.py for why Adam bounds the element-wise difference by 2·lr·steps).
