@@ -1,11 +1,15 @@
 """From a prepared TFDS dataset to device-ready batches, without TensorFlow.
 
 These datasets fit in memory (the largest, OPPORTUNITY at the challenge protocol, is about 2 GB of
-float32 windows), so each split is read once through `tfds.data_source`, held on every device, and
-batches are gathered there by index. The batch order is a pure function of (seed, epoch, step):
-that is what makes a resumed run bit-identical to an uninterrupted one, and what lets every
-process of a multi-host run compute its slice of the same global batch without talking to the
-others.
+float32 windows), so a split is read through `tfds.data_source`, held on every device, and batches
+are gathered there by index. The batch order is a pure function of (seed, epoch, step): that is
+what makes a resumed run bit-identical to an uninterrupted one, and what lets every process of a
+multi-host run compute its slice of the same global batch without talking to the others.
+
+One process reads each split once, whole. A process of a multi-host run reads only its shard:
+for each epoch, the rows of that epoch's global batches that fall to it (`epoch_rows`), by random
+access into the array_record files; for the test split, its fixed slice of every eval batch
+(`eval_rows`). The global batches stay exactly those of a single-process run.
 """
 
 from __future__ import annotations
@@ -54,58 +58,123 @@ def prepare(config):
   return b
 
 
-def read_split(source, chunk: int = 4096) -> dict[str, np.ndarray]:
-  """Every example of an array_record data source, as numpy arrays keyed by FEATURES."""
-  start, n = time.perf_counter(), len(source)
-  parts = {k: [] for k in FEATURES}
-  for lo in range(0, n, chunk):
-    records = source.__getitems__(list(range(lo, min(lo + chunk, n))))
-    for k in (*FEATURES, *(f for f in OPTIONAL_FEATURES if f in records[0])):
-      parts.setdefault(k, []).append(np.stack([np.asarray(r[k]) for r in records]))
-  split = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
-  split["signal"] = split["signal"].astype(np.float32)
-  split["label"] = split["label"].astype(np.int32)
-  split["subject"] = split["subject"].astype(np.int32)
-  logging.info("Read %d windows in %.1f s.", n, time.perf_counter() - start)
-  return split
+def read_records(source, records, chunk: int = 4096,
+                 features=(*FEATURES, *OPTIONAL_FEATURES)) -> dict[str, np.ndarray]:
+  """The examples at `records` of an array_record data source, as numpy arrays by feature."""
+  parts = {}
+  for lo in range(0, len(records), chunk):
+    examples = source.__getitems__([int(r) for r in records[lo:lo + chunk]])
+    for k in (f for f in features if f in examples[0]):
+      parts.setdefault(k, []).append(np.stack([np.asarray(e[k]) for e in examples]))
+  out = {k: np.concatenate(v) for k, v in parts.items()}
+  for k, dtype in (("signal", np.float32), ("label", np.int32), ("subject", np.int32)):
+    if k in out:
+      out[k] = out[k].astype(dtype)
+  return out
 
 
-def load(config) -> tuple[dict, dict, list[str]]:
-  """(train, test, class names), honouring `config.test_subjects`; checks shapes against config."""
+class Split:
+  """One split's windows, at positions 0..n-1, read from the data sources only where needed.
+
+  `parts` are (data source, record indices) pairs in order: one TFDS split, or, under
+  `config.test_subjects`, the records of both TFDS splits that belong here. `read(rows)` reads
+  the windows at those positions alone: that is how each process of a multi-host run reads only
+  its shard (train.Trainer); `read_all()` reads everything.
+  """
+
+  def __init__(self, parts):
+    self.parts = [(source, np.asarray(records, np.int64)) for source, records in parts]
+    self.offsets = np.cumsum([0] + [len(r) for _, r in self.parts])
+
+  def __len__(self) -> int:
+    return int(self.offsets[-1])
+
+  def read(self, rows, features=(*FEATURES, *OPTIONAL_FEATURES)) -> dict[str, np.ndarray]:
+    """The windows at positions `rows` (sorted), as numpy arrays keyed by feature."""
+    rows = np.asarray(rows, np.int64)
+    part = np.searchsorted(self.offsets, rows, side="right") - 1
+    pieces = [read_records(source, records[rows[part == i] - self.offsets[i]],
+                           features=features)
+              for i, (source, records) in enumerate(self.parts) if np.any(part == i)]
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+  def read_all(self) -> dict[str, np.ndarray]:
+    start = time.perf_counter()
+    out = self.read(np.arange(len(self)))
+    logging.info("Read %d windows in %.1f s.", len(self), time.perf_counter() - start)
+    return out
+
+
+def take(split, rows) -> dict[str, np.ndarray]:
+  """The windows at positions `rows` of a `Split`, or of a split already in memory (a dict)."""
+  if isinstance(split, Split):
+    return split.read(rows)
+  return {k: v[rows] for k, v in split.items()}
+
+
+def size(split) -> int:
+  return len(split) if isinstance(split, Split) else len(split["label"])
+
+
+def open_splits(config) -> tuple[Split, Split, list[str]]:
+  """(train, test, class names) as `Split`s, nothing read yet but the subjects where
+  `config.test_subjects` needs them; checks shapes and classes against config."""
   b = prepare(config)
-  splits = {name: read_split(b.as_data_source(split=name)) for name in ("train", "test")}
-  class_names = list(b.info.features["label"].names)
-  train, test = splits["train"], splits["test"]
+  sources = {name: b.as_data_source(split=name) for name in ("train", "test")}
+  train, test = (Split([(sources[name], np.arange(len(sources[name])))])
+                 for name in ("train", "test"))
   if config.test_subjects:
-    train, test = subject_split(train, test, config.test_subjects)
-  got = tuple(train["signal"].shape[1:])
+    # Which records are test records is only known from their subjects: this one pass reads
+    # every record, keeps its subject (4 bytes) and drops the rest.
+    subjects = {name: read_records(s, np.arange(len(s)), features=("subject",))["subject"]
+                for name, s in sources.items()}
+    is_test = test_subject_mask(np.concatenate([subjects["train"], subjects["test"]]),
+                                config.test_subjects)
+    n = len(sources["train"])
+    parts = {flag: [(sources[name], np.flatnonzero(is_test[lo:hi] == flag))
+                    for name, lo, hi in (("train", 0, n), ("test", n, len(is_test)))]
+             for flag in (False, True)}
+    train, test = Split(parts[False]), Split(parts[True])
+  got = tuple(b.info.features["signal"].shape)
   if got != tuple(config.input_shape):
     raise ValueError(f"{config.dataset} gives windows of shape {got} (time, sensors), but "
                      f"config.input_shape is {tuple(config.input_shape)}. Set "
                      f"--config.input_shape='{got}' or rebuild the dataset.")
+  class_names = list(b.info.features["label"].names)
   if len(class_names) != config.num_classes:
     raise ValueError(f"{config.dataset} has {len(class_names)} classes but config.num_classes is "
                      f"{config.num_classes}.")
   for name, split in (("train", train), ("test", test)):
-    if not len(split["label"]):
+    if not len(split):
       raise ValueError(f"The {name} split of {config.dataset} is empty "
                        f"(test_subjects={config.test_subjects!r}).")
   return train, test, class_names
 
 
-def subject_split(train, test, test_subjects: str):
-  """Re-splits the union of both splits by subject: the listed subjects are the test set."""
+def load(config) -> tuple[dict, dict, list[str]]:
+  """(train, test, class names), each split read whole into numpy arrays (see `open_splits`)."""
+  train, test, class_names = open_splits(config)
+  return train.read_all(), test.read_all(), class_names
+
+
+def test_subject_mask(subjects: np.ndarray, test_subjects: str) -> np.ndarray:
+  """Which windows belong to the listed test subjects; a clear error for unknown subjects."""
   try:
     wanted = {int(s) for s in str(test_subjects).split(",") if s.strip()}
   except ValueError:
     raise ValueError(f"config.test_subjects={test_subjects!r} must be comma-separated integers."
                      ) from None
-  union = {k: np.concatenate([train[k], test[k]]) for k in train}
-  known = set(np.unique(union["subject"]).tolist())
+  known = set(np.unique(subjects).tolist())
   if missing := sorted(wanted - known):
     raise ValueError(f"config.test_subjects {missing} are not in the dataset; its subjects are "
                      f"{sorted(known)}.")
-  is_test = np.isin(union["subject"], sorted(wanted))
+  return np.isin(subjects, sorted(wanted))
+
+
+def subject_split(train, test, test_subjects: str):
+  """Re-splits the union of two in-memory splits by subject: the listed subjects are the test set."""
+  union = {k: np.concatenate([train[k], test[k]]) for k in train}
+  is_test = test_subject_mask(union["subject"], test_subjects)
   return ({k: v[~is_test] for k, v in union.items()}, {k: v[is_test] for k, v in union.items()})
 
 
@@ -128,13 +197,32 @@ def train_indices(seed: int, epoch: int, step_in_epoch: int, num_examples: int,
   return batch[process_index * per_process:(process_index + 1) * per_process]
 
 
+def epoch_rows(seed: int, epoch: int, steps: int, num_examples: int, global_batch: int,
+               num_processes: int = 1, process_index: int = 0) -> np.ndarray:
+  """Every row this process trains on in `steps` steps of `epoch`, sorted: its shard of the epoch."""
+  return np.sort(np.concatenate([
+      train_indices(seed, epoch, s, num_examples, global_batch, num_processes, process_index)
+      for s in range(steps)]))
+
+
+def eval_rows(num_examples: int, global_batch: int, num_processes: int = 1,
+              process_index: int = 0) -> np.ndarray:
+  """Every test row this process evaluates, sorted: its fixed shard of the test split."""
+  return np.unique(np.concatenate([
+      idx[mask] for idx, mask in eval_batches(num_examples, global_batch, num_processes,
+                                              process_index)]))
+
+
 def eval_batches(num_examples: int, global_batch: int, num_processes: int = 1,
                  process_index: int = 0):
-  """(indices, mask) of this process's rows for every eval batch; the last one is padded."""
-  per_process = global_batch // num_processes
+  """(indices, mask) of this process's rows for every eval batch; the last one is padded.
+
+  Process p takes every P-th row of each batch, so that the padding, and the test windows each
+  process must hold, are spread evenly over the processes.
+  """
   for lo in range(0, num_examples, global_batch):
     idx = np.arange(lo, lo + global_batch)
     mask = idx < num_examples
     idx = np.where(mask, idx, 0).astype(np.int32)
-    sl = slice(process_index * per_process, (process_index + 1) * per_process)
+    sl = slice(process_index, None, num_processes)
     yield idx[sl], mask[sl]

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from flax.training import train_state
 
 from danhar_jax import input_pipeline
@@ -144,7 +145,8 @@ class Trainer:
   def __init__(self, config, train, test, class_names):
     self.config, self.class_names = config, class_names
     self.par = parallel.Parallel(config.parallelism)
-    self.n_train, self.n_test = len(train["label"]), len(test["label"])
+    self.train_split = train
+    self.n_train, self.n_test = input_pipeline.size(train), input_pipeline.size(test)
     n_dev, n_proc = jax.device_count(), jax.process_count()
     if config.batch_size % n_dev:
       raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the "
@@ -166,12 +168,22 @@ class Trainer:
                  self.n_train, self.n_train - self.steps_per_epoch * self.global_batch,
                  self.n_test)
 
-    # Weakly labeled windows know where their target is: evaluation also scores localisation.
-    self.segments = localization.test_segments(test)
-    self.test_signal = test["signal"]
-    keep = ("signal", "label")
-    self.train_data = self.par.replicate({k: train[k] for k in keep})
-    self.test_data = self.par.replicate({k: test[k] for k in keep})
+    # The rows held on this process's devices: all of them with one process, else only this
+    # process's shard (input_pipeline.epoch_rows, eval_rows), the train shard renewed per epoch.
+    # Pads of eval batches point at row 0, so it is always held.
+    self.held_epoch = None
+    own = input_pipeline.eval_rows(self.n_test, self.eval_batch, n_proc, jax.process_index())
+    self.test_rows = np.union1d(own, [0])
+    test = input_pipeline.take(test, self.test_rows)
+    if n_proc > 1:
+      logging.info("Process %d/%d holds its shard of the test split: %d of %d windows.",
+                   jax.process_index(), n_proc, len(own), self.n_test)
+    # Weakly labeled windows know where their target is: evaluation also scores localisation,
+    # each process on its own rows.
+    own_test = {k: v[np.isin(self.test_rows, own)] for k, v in test.items()}
+    self.segments = localization.test_segments(own_test)
+    self.test_signal = own_test["signal"]
+    self.test_data = self.par.replicate({k: test[k] for k in ("signal", "label")})
     self.p_gather = self.par.map(gather, (True, False), False)
     self.p_train = self.par.map(train_step, (True, False), (True, True), donate_argnums=(0,))
     self.p_eval = self.par.map(eval_step, (True, False), True)
@@ -179,22 +191,40 @@ class Trainer:
     self.block_each_step = (config.parallelism == "shard_map"
                             and jax.devices()[0].platform == "cpu")
 
+  def hold_train(self, epoch: int) -> None:
+    """Puts the train rows of `epoch` on the devices, unless they are there already."""
+    n_proc = jax.process_count()
+    if self.held_epoch is not None and (n_proc == 1 or self.held_epoch == epoch):
+      return
+    rows = (np.arange(self.n_train) if n_proc == 1 else input_pipeline.epoch_rows(
+        self.config.seed, epoch, self.steps_per_epoch, self.n_train, self.global_batch, n_proc,
+        jax.process_index()))
+    train = input_pipeline.take(self.train_split, rows)
+    self.train_data = None  # frees the last epoch's shard before placing the next
+    self.train_data = self.par.replicate({k: train[k] for k in ("signal", "label")})
+    self.train_rows, self.held_epoch = rows, epoch
+    if n_proc > 1:
+      logging.info("Process %d/%d holds its shard of epoch %d: %d of %d train windows.",
+                   jax.process_index(), n_proc, epoch + 1, len(rows), self.n_train)
+
   def batch(self, data, idx: np.ndarray):
     local = idx.reshape(jax.local_device_count(), -1)
     return self.p_gather(data, self.par.shard(local))
 
   def train_batch(self, step: int):
     epoch, s = divmod(step, self.steps_per_epoch)
+    self.hold_train(epoch)
     idx = input_pipeline.train_indices(self.config.seed, epoch, s, self.n_train,
                                        self.global_batch, jax.process_count(),
                                        jax.process_index())
-    return self.batch(self.train_data, idx)
+    return self.batch(self.train_data, np.searchsorted(self.train_rows, idx).astype(np.int32))
 
   def evaluate(self, pstate) -> dict:
     acc = None
     for idx, mask in input_pipeline.eval_batches(self.n_test, self.eval_batch,
                                                  jax.process_count(), jax.process_index()):
-      batch = dict(self.batch(self.test_data, idx))
+      batch = dict(self.batch(self.test_data,
+                              np.searchsorted(self.test_rows, idx).astype(np.int32)))
       batch["mask"] = self.par.shard(mask.reshape(jax.local_device_count(), -1))
       m = self.par.unreplicate(self.p_eval(pstate, batch))
       if self.block_each_step:  # the eval step all-gathers too
@@ -205,15 +235,27 @@ class Trainer:
     out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
            "confusion": confusion.tolist()}
     if self.segments is not None:
-      out.update(localization.evaluate(self.par.unreplicate(pstate), self.test_signal,
-                                       *self.segments, self.config))
+      out.update(localization_over_processes(localization.evaluate(
+          self.par.unreplicate(pstate), self.test_signal, *self.segments, self.config)))
     return out
+
+
+def localization_over_processes(scores: dict[str, float]) -> dict[str, float]:
+  """Each process scores localisation on its own test shard: the means, weighted by windows."""
+  if jax.process_count() == 1:
+    return scores
+  keys = list(scores)
+  local = np.array([[scores[k] for k in keys]], np.float32)
+  table = np.asarray(multihost_utils.process_allgather(local, tiled=True))  # [process, key]
+  n = table[:, keys.index("loc_n")]
+  return {k: float(table[:, i].sum() if k == "loc_n" else (table[:, i] * n).sum() / n.sum())
+          for i, k in enumerate(keys)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config`, evaluating every epoch; resumes from `workdir` if it holds a checkpoint."""
   check_workdir(workdir)
-  train, test, class_names = input_pipeline.load(config)
+  train, test, class_names = input_pipeline.open_splits(config)
   t = Trainer(config, train, test, class_names)
   state = create_train_state(config, t.model, t.steps_per_epoch)
   mngr = checkpoint_manager(workdir, config)
@@ -318,7 +360,7 @@ def restore(mngr, state: TrainState, t: Trainer | None = None) -> tuple[TrainSta
 
 def evaluate(config, workdir: str) -> dict:
   """Evaluates the latest checkpoint in `workdir` on the test split."""
-  train, test, class_names = input_pipeline.load(config)
+  train, test, class_names = input_pipeline.open_splits(config)
   t = Trainer(config, train, test, class_names)
   mngr = checkpoint_manager(workdir)
   if mngr.latest_step() is None:

@@ -44,7 +44,7 @@ def workdirs(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   data = fake_splits()
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(input_pipeline, "load", lambda config: data)
+    mp.setattr(input_pipeline, "open_splits", lambda config: data)
     train.train_and_evaluate(tiny_config("danhar"), str(root / "danhar"))
   rng = np.random.default_rng(1)
   os.makedirs(root / "resnet")

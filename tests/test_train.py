@@ -1,6 +1,6 @@
 """The trainer on in-memory data: exact resume, NaN guard, bad workdirs, schedules, metrics, devices.
 
-These tests replace `input_pipeline.load` with a small fixed dataset so that they exercise the
+These tests replace `input_pipeline.open_splits` with a small fixed dataset so that they exercise the
 loop itself; tests/test_end_to_end.py runs the real builder on real WISDM bytes.
 """
 
@@ -37,7 +37,7 @@ def fake_splits(n_train=100, n_test=37, seed=0):
 @pytest.fixture
 def fake_data(monkeypatch):
   data = fake_splits()
-  monkeypatch.setattr(input_pipeline, "load", lambda config: data)
+  monkeypatch.setattr(input_pipeline, "open_splits", lambda config: data)
   return data
 
 
@@ -86,14 +86,14 @@ def test_eval_lines_after_the_checkpoint_are_redone_not_duplicated(fake_data, tm
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monkeypatch, tmp_path):
   workdir = str(tmp_path / "run")
-  monkeypatch.setattr(input_pipeline, "load", lambda config: fake_splits())
+  monkeypatch.setattr(input_pipeline, "open_splits", lambda config: fake_splits())
   train.train_and_evaluate(quick_config(1), workdir)
   mngr = train.checkpoint_manager(workdir)
   before = mngr.latest_step()
   good = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   poisoned = fake_splits()
   poisoned[0]["signal"][:] = np.nan
-  monkeypatch.setattr(input_pipeline, "load", lambda config: poisoned)
+  monkeypatch.setattr(input_pipeline, "open_splits", lambda config: poisoned)
   with pytest.raises(train.NonFiniteLossError, match=r"became nan at step 4\b"):
     train.train_and_evaluate(quick_config(2), workdir)
   assert before == 3
@@ -102,7 +102,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monke
 
 
 def test_unwritable_workdir_fails_before_any_compute(tmp_path, monkeypatch):
-  monkeypatch.setattr(input_pipeline, "load",
+  monkeypatch.setattr(input_pipeline, "open_splits",
                       lambda config: pytest.fail("data was loaded before the workdir check"))
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
@@ -167,6 +167,45 @@ def test_eval_batches_pad_and_mask_never_drop():
   assert sorted(np.concatenate([i[m] for i, m in seen]).tolist()) == list(range(37))
 
 
+class CountingSource:
+  """A data source like tfds's array_record one, remembering which records were read."""
+
+  def __init__(self, split):
+    self.split, self.read = split, []
+
+  def __len__(self):
+    return len(self.split["label"])
+
+  def __getitems__(self, records):
+    self.read.extend(records)
+    return [{k: v[r] for k, v in self.split.items()} for r in records]
+
+
+def test_a_split_reads_only_the_rows_asked_for():
+  train_split, test_split, _ = fake_splits()
+  sources = [CountingSource(train_split), CountingSource(test_split)]
+  # Positions 0..4 are train records 10..14, positions 5..7 test records 0, 2 and 4.
+  split = input_pipeline.Split([(sources[0], np.arange(10, 15)), (sources[1], [0, 2, 4])])
+  assert len(split) == 8
+  got = split.read([1, 4, 6])
+  np.testing.assert_array_equal(got["signal"], np.stack([
+      train_split["signal"][11], train_split["signal"][14], test_split["signal"][2]]))
+  assert sources[0].read == [11, 14] and sources[1].read == [2]
+
+
+def test_each_process_holds_only_its_shard_of_an_epoch_and_of_the_test_split():
+  steps, n, batch = 5, 1000, 64
+  shards = [input_pipeline.epoch_rows(0, 3, steps, n, batch, 2, p) for p in (0, 1)]
+  assert [len(s) for s in shards] == [steps * batch // 2] * 2
+  assert not np.intersect1d(*shards).size  # disjoint: each window is read by one process
+  everything = np.sort(np.concatenate([input_pipeline.train_indices(0, 3, s, n, batch)
+                                       for s in range(steps)]))
+  np.testing.assert_array_equal(np.union1d(*shards), everything)
+  tests = [input_pipeline.eval_rows(37, 16, 2, p) for p in (0, 1)]
+  assert not np.intersect1d(*tests).size
+  np.testing.assert_array_equal(np.union1d(*tests), np.arange(37))
+
+
 def test_subject_split_moves_the_listed_subjects_to_test():
   train_split, test_split, _ = fake_splits()
   tr, te = input_pipeline.subject_split(train_split, test_split, "2, 3")
@@ -182,7 +221,7 @@ sys.path.insert(0, {root!r})
 import jax, numpy as np
 from danhar_jax import input_pipeline, train
 from tests.test_train import fake_splits, quick_config
-input_pipeline.load = lambda config: fake_splits()
+input_pipeline.open_splits = lambda config: fake_splits()
 out = {{}}
 for mode in {modes!r}:
   config = quick_config(2)
