@@ -348,10 +348,12 @@ def main(argv=None):
                 "measured": None}
   else:
     the_plan = plan(args, cells)
+  hours = the_plan["estimated_hours"]
   print(f"Plan: {len(cells)} cells ({', '.join(f'{s}/{v}/seed{k}' for s, v, k in cells)}), "
         f"epochs {the_plan['epochs']}, steps/epoch "
-        f"{args.steps_per_epoch if args.steps_per_epoch > 0 else 'all'}; estimated "
-        f"{the_plan['estimated_hours']:.2f} h.", flush=True)
+        f"{args.steps_per_epoch if args.steps_per_epoch > 0 else 'all'}; "
+        + (f"estimated {hours:.2f} h." if np.isfinite(hours)
+           else "time not estimated (the flags fix every suite's epochs)."), flush=True)
   if args.plan_only:
     print(json.dumps(the_plan, indent=1))
     return
