@@ -92,6 +92,9 @@ class Split:
   def read(self, rows, features=(*FEATURES, *OPTIONAL_FEATURES)) -> dict[str, np.ndarray]:
     """The windows at positions `rows` (sorted), as numpy arrays keyed by feature."""
     rows = np.asarray(rows, np.int64)
+    # The parts are read in turn, so unsorted rows would come back in another order.
+    if np.any(np.diff(rows) < 0):
+      raise ValueError("Split.read needs sorted rows.")
     part = np.searchsorted(self.offsets, rows, side="right") - 1
     pieces = [read_records(source, records[rows[part == i] - self.offsets[i]],
                            features=features)
@@ -171,13 +174,6 @@ def test_subject_mask(subjects: np.ndarray, test_subjects: str) -> np.ndarray:
   return np.isin(subjects, sorted(wanted))
 
 
-def subject_split(train, test, test_subjects: str):
-  """Re-splits the union of two in-memory splits by subject: the listed subjects are the test set."""
-  union = {k: np.concatenate([train[k], test[k]]) for k in train}
-  is_test = test_subject_mask(union["subject"], test_subjects)
-  return ({k: v[~is_test] for k, v in union.items()}, {k: v[is_test] for k, v in union.items()})
-
-
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   """The shuffled order of one epoch: a pure function of (seed, epoch)."""
   return np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
@@ -199,7 +195,7 @@ def train_indices(seed: int, epoch: int, step_in_epoch: int, num_examples: int,
 
 def epoch_rows(seed: int, epoch: int, steps: int, num_examples: int, global_batch: int,
                num_processes: int = 1, process_index: int = 0) -> np.ndarray:
-  """Every row this process trains on in `steps` steps of `epoch`, sorted: its shard of the epoch."""
+  """Every row this process trains on in `steps` steps of `epoch`, sorted: its epoch shard."""
   return np.sort(np.concatenate([
       train_indices(seed, epoch, s, num_examples, global_batch, num_processes, process_index)
       for s in range(steps)]))

@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 from flax.training import train_state
+from jax.experimental import multihost_utils
 
 from danhar_jax import input_pipeline
 from danhar_jax import localization

@@ -1,7 +1,7 @@
 """The trainer on in-memory data: exact resume, NaN guard, bad workdirs, schedules, metrics, devices.
 
-These tests replace `input_pipeline.open_splits` with a small fixed dataset so that they exercise the
-loop itself; tests/test_end_to_end.py runs the real builder on real WISDM bytes.
+These tests replace `input_pipeline.open_splits` with a small fixed dataset so that they exercise
+the loop itself; tests/test_end_to_end.py runs the real builder on real WISDM bytes.
 """
 
 import json
@@ -207,13 +207,13 @@ def test_each_process_holds_only_its_shard_of_an_epoch_and_of_the_test_split():
   np.testing.assert_array_equal(np.union1d(*tests), np.arange(37))
 
 
-def test_subject_split_moves_the_listed_subjects_to_test():
+def test_subject_mask_selects_the_listed_subjects():
   train_split, test_split, _ = fake_splits()
-  tr, te = input_pipeline.subject_split(train_split, test_split, "2, 3")
-  assert set(te["subject"].tolist()) == {2, 3} and set(tr["subject"].tolist()) == {1, 4}
-  assert len(tr["label"]) + len(te["label"]) == 137
+  subjects = np.concatenate([train_split["subject"], test_split["subject"]])
+  is_test = input_pipeline.test_subject_mask(subjects, "2, 3")
+  assert set(subjects[is_test].tolist()) == {2, 3} and set(subjects[~is_test].tolist()) == {1, 4}
   with pytest.raises(ValueError, match=r"test_subjects \[99\] are not in the dataset"):
-    input_pipeline.subject_split(train_split, test_split, "99")
+    input_pipeline.test_subject_mask(subjects, "99")
 
 
 DEVICES_SCRIPT = """
