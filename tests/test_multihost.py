@@ -11,12 +11,13 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from danhar_jax import writers
 from tests.conftest import ROOT
 from tests.conftest import SHARED_DATA
 from tests.test_end_to_end import final_params
+from tests.test_wisdm_builders import build
+from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 
 FLAGS = ["--config=configs/wisdm.py:quick", "--config.model.widths=(16,16,16)"]
 
@@ -31,11 +32,8 @@ def free_port():
 def wisdm_data(tmp_path_factory):
   if not SHARED_DATA.exists():
     pytest.skip(f"real data not found at {SHARED_DATA}")
-  from tfds_builders.wisdm import wisdm_dataset_builder
   data_dir = tmp_path_factory.mktemp("data")
-  wisdm_dataset_builder.Builder(data_dir=str(data_dir), file_format="array_record"
-                                ).download_and_prepare(download_config=tfds.download.DownloadConfig(
-                                    manual_dir=str(SHARED_DATA / "wisdm_ar_v1.1")))
+  build(wisdm, data_dir, SHARED_DATA / "wisdm_ar_v1.1")
   return data_dir
 
 

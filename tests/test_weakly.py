@@ -13,31 +13,12 @@ import tensorflow_datasets as tfds
 from tfds_builders import _common
 from tfds_builders.weakly import weakly_dataset_builder as weakly
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
+from tests.test_wisdm_builders import WISDM2019_REAL
+from tests.test_wisdm_builders import build
+from tests.test_wisdm_builders import needs_wisdm2019_real
+from tests.test_wisdm_builders import read
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-WISDM2019_REAL = SHARED_DATA / "wisdm_2019"
 DUMMY = pathlib.Path(weakly.__file__).parent / "dummy_data"
-
-needs_wisdm2019_real = pytest.mark.skipif(
-    not (WISDM2019_REAL / "wisdm-dataset").exists(),
-    reason=f"real WISDM-2019 data not staged at {WISDM2019_REAL}")
-
-
-def build(data_dir, manual_dir, config):
-  builder = weakly.Builder(data_dir=data_dir, config=config)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  return builder
-
-
-def read(config, data_dir) -> dict[str, dict[str, np.ndarray]]:
-  """Every split as numpy arrays, in the data source's (deterministic) order."""
-  out = {}
-  for split, source in tfds.data_source(f"weakly/{config}", data_dir=data_dir,
-                                        download=False).items():
-    records = source.__getitems__(list(range(len(source))))
-    out[split] = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
-  return out
 
 
 def config_named(name) -> weakly.WeaklyConfig:
@@ -127,20 +108,20 @@ def test_compose_is_a_pure_function_of_seed_and_skips_missing_classes():
 def test_dummy_builds_both_sources(tmp_path):
   for name, sensors, counts in (("wisdm2019", 6, {"train": 256, "test": 256}),
                                 ("wisdm", 3, {"train": 192, "test": 192})):
-    build(tmp_path, DUMMY, name)
-    splits = read(name, tmp_path)
+    build(weakly, tmp_path, DUMMY, name)
+    splits = read(f"weakly/{name}", tmp_path)
     config = config_named(name)
     assert {k: len(v["label"]) for k, v in splits.items()} == counts
     check_windows(splits, config, sensors)
     assert set(splits["test"]["subject"].tolist()) <= set(weakly.TEST_SUBJECTS[name])
   root = DUMMY / "wisdm-dataset"
-  splits = read("wisdm2019", tmp_path)
+  splits = read("weakly/wisdm2019", tmp_path)
   activities = ["walking", *(a for _, a in weakly.WISDM2019_TARGETS)]
   check_provenance(splits["test"], lambda s: weakly.wisdm2019_pieces(root, s, activities),
                    config_named("wisdm2019"), range(0, 256, 17))
   by_user = weakly.wisdm_pieces(wisdm.parse_raw(DUMMY / "WISDM_ar_v1.1" / wisdm.RAW_FILE))
-  check_provenance(read("wisdm", tmp_path)["train"], by_user.__getitem__, config_named("wisdm"),
-                   range(0, 192, 13))
+  check_provenance(read("weakly/wisdm", tmp_path)["train"], by_user.__getitem__,
+                   config_named("wisdm"), range(0, 192, 13))
   info = tfds.builder("weakly/wisdm", data_dir=tmp_path).info
   assert info.features["label"].names == ["upstairs", "downstairs", "jogging"]
 
@@ -149,7 +130,7 @@ def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
   monkeypatch.setenv(_common.OFFLINE_ENV, "1")
   (tmp_path / "empty").mkdir()
   with pytest.raises(_common.MissingRawFilesError) as error:
-    build(tmp_path / "data", tmp_path / "empty", "wisdm2019")
+    build(weakly, tmp_path / "data", tmp_path / "empty", "wisdm2019")
   assert "manual_dir" in str(error.value)
   assert not weakly.Builder(data_dir=tmp_path / "data", config="wisdm2019").is_prepared()
 
@@ -160,9 +141,9 @@ def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
 
 @needs_wisdm2019_real
 def test_real_wisdm2019_build_is_pinned_and_deterministic(tmp_path):
-  build(tmp_path / "a", WISDM2019_REAL, "wisdm2019")
-  build(tmp_path / "b", WISDM2019_REAL, "wisdm2019")
-  first, second = read("wisdm2019", tmp_path / "a"), read("wisdm2019", tmp_path / "b")
+  build(weakly, tmp_path / "a", WISDM2019_REAL, "wisdm2019")
+  build(weakly, tmp_path / "b", WISDM2019_REAL, "wisdm2019")
+  first, second = (read("weakly/wisdm2019", tmp_path / d) for d in ("a", "b"))
   config = config_named("wisdm2019")
   # Every subject has a walking piece of 1024 samples and a piece of each target of 256:
   # 8 train subjects (1600-1607) and 4 test subjects (1608-1611) x 4 classes x 64 windows.
@@ -193,7 +174,7 @@ def test_real_wisdm2019_build_is_pinned_and_deterministic(tmp_path):
 def test_real_wisdm2019_2048_windows_fit(tmp_path):
   # 2048 samples (102.4 s) need continuous walking; every staged walking run is one unbroken
   # piece of 3,595-3,600 grid points, so all 12 subjects qualify.
-  build(tmp_path, WISDM2019_REAL, "wisdm2019_2048")
-  splits = read("wisdm2019_2048", tmp_path)
+  build(weakly, tmp_path, WISDM2019_REAL, "wisdm2019_2048")
+  splits = read("weakly/wisdm2019_2048", tmp_path)
   assert {k: len(v["label"]) for k, v in splits.items()} == {"train": 2048, "test": 1024}
   check_windows(splits, config_named("wisdm2019_2048"), 6)

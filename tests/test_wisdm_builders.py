@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.conftest import SHARED_DATA
 from tfds_builders import _common
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 from tfds_builders.wisdm2019 import wisdm2019_dataset_builder as wisdm2019
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 WISDM_REAL = SHARED_DATA / "wisdm_ar_v1.1"
 WISDM_REAL_FILE = WISDM_REAL / "WISDM_ar_v1.1" / wisdm.RAW_FILE
 WISDM2019_REAL = SHARED_DATA / "wisdm_2019"
