@@ -102,7 +102,7 @@ def plot_temporal_attention(path: str, signals: np.ndarray, attention: dict[str,
   `attention` maps 'block<k>' to `[N, T]` time-mapped masks; the last block is drawn thickest.
   """
   n, t = signals.shape[:2]
-  blocks = sorted((k for k in attention if k != "blocks"), key=lambda k: int(k[5:]))
+  blocks = localization.block_names(attention)
   fig, axes = plt.subplots(n, 1, figsize=(12, 2.6 * n + 0.8), squeeze=False,
                            layout="constrained")
   colours = plt.cm.viridis(np.linspace(0.15, 0.85, max(len(blocks), 1)))
@@ -174,7 +174,7 @@ def plot_sensor_attention(path: str, per_class: dict[str, np.ndarray],
                           class_names: Sequence[str], sensors: Sequence[str],
                           title: str = "") -> str:
   """Heat maps activity x sensor, one per block, each with its own colour scale."""
-  blocks = sorted(per_class, key=lambda k: int(k[5:]))
+  blocks = localization.block_names(per_class)
   k, s = len(class_names), len(sensors)
   width = max(3.2, 0.55 * s + 1.8)
   height = max(2.8, 1.0 + 0.34 * k)
@@ -290,8 +290,8 @@ def make_all(config, workdir: str, baseline_workdir: str | None = None,
       idx = example_windows(test["label"], num_windows)
       title = f"{label} on {name}, step {step}"
       if segments is not None:
-        scored = localization.scores(mapped[max((k for k in mapped if k != "blocks"),
-                                                key=lambda k: int(k[5:]))], *segments)
+        last = localization.block_names(mapped)[-1]
+        scored = localization.scores(mapped[last], *segments)
         title += (f": pointing accuracy {scored['pointing']:.3f}, IoU {scored['iou']:.3f} "
                   f"over {len(test['label'])} test windows")
       paths.append(plot_temporal_attention(

@@ -162,9 +162,14 @@ def temporal_attention(model, signals: np.ndarray, config, *, rule: str = "last"
   return mapped[_resolve(rule, mapped)]
 
 
+def block_names(maps) -> list[str]:
+  """The 'block<k>' keys of `maps`, in block order (without 'blocks', their mean)."""
+  return sorted((k for k in maps if k != "blocks"), key=lambda k: int(k[5:]))
+
+
 def _resolve(rule: str, mapped: dict) -> str:
   if rule == "last":
-    return max((k for k in mapped if k != "blocks"), key=lambda k: int(k[5:]))
+    return block_names(mapped)[-1]
   if rule not in mapped:
     raise ValueError(f"Unknown attention rule {rule!r}; valid: last, {', '.join(mapped)}.")
   return rule
