@@ -33,7 +33,7 @@ def main():
   args = p.parse_args()
   config = weakly.get_config("danhar")
   config.manual_dir, config.test_subjects = args.manual_dir, args.test_subjects
-  _, test, _ = input_pipeline.load(config)
+  test, _ = input_pipeline.load_test(config)
   for seed in (int(s) for s in args.seeds.split(",")):
     config.seed = seed
     state = train.create_train_state(config, models.create_model(config), steps_per_epoch=1)

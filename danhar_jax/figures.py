@@ -276,7 +276,7 @@ def make_all(config, workdir: str, baseline_workdir: str | None = None,
   records = writers.read_eval_metrics(workdir)
   paths = []
   from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  _, test, class_names = input_pipeline.load(config)
+  test, class_names = input_pipeline.load_test(config)
   name = config.dataset
 
   if os.path.isdir(os.path.join(workdir, "checkpoints")):

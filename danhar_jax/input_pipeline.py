@@ -160,6 +160,12 @@ def load(config) -> tuple[dict, dict, list[str]]:
   return train.read_all(), test.read_all(), class_names
 
 
+def load_test(config) -> tuple[dict, list[str]]:
+  """(test, class names): the test split alone, read whole, for tools that never train."""
+  _, test, class_names = open_splits(config)
+  return test.read_all(), class_names
+
+
 def test_subject_mask(subjects: np.ndarray, test_subjects: str) -> np.ndarray:
   """Which windows belong to the listed test subjects; a clear error for unknown subjects."""
   try:

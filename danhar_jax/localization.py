@@ -301,7 +301,7 @@ def restore_state(config, workdir: str):
 def evaluate_workdir(config, workdir: str, **kwargs) -> dict[str, float]:
   """`evaluate` for the latest checkpoint of `workdir` on `config`'s test split."""
   from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  _, test, _ = input_pipeline.load(config)
+  test, _ = input_pipeline.load_test(config)
   segments = test_segments(test)
   if segments is None:
     raise ValueError(f"{config.dataset} has no segment_start/segment_end features to score "

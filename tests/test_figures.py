@@ -65,7 +65,7 @@ def check_png(path, min_bytes=10_000):
 
 def test_make_all_writes_every_figure(workdirs, monkeypatch):
   root, data = workdirs
-  monkeypatch.setattr(input_pipeline, "load", lambda config: data)
+  monkeypatch.setattr(input_pipeline, "load_test", lambda config: data[1:])
   paths = figures.make_all(tiny_config("danhar"), str(root / "danhar"),
                            baseline_workdir=str(root / "resnet"),
                            compare_workdirs=[str(root / "resnet")], num_windows=3)
@@ -79,7 +79,7 @@ def test_make_all_writes_every_figure(workdirs, monkeypatch):
 
 def test_a_run_without_checkpoints_gets_the_metric_figures(workdirs, monkeypatch):
   root, data = workdirs
-  monkeypatch.setattr(input_pipeline, "load", lambda config: data)
+  monkeypatch.setattr(input_pipeline, "load_test", lambda config: data[1:])
   paths = figures.make_all(tiny_config("resnet"), str(root / "resnet"))
   assert [os.path.basename(p) for p in paths] == ["confusion.png", "test_error.png"]
   for path in paths:
