@@ -68,19 +68,19 @@ except ImportError:
 "'
 
 if [ "$QUICK" = 1 ]; then
-  stage pytest 300 "$PYTHON" -m pytest -x -q tests/test_models.py -k "im2col or bfloat16"
+  stage pytest 300 "$PYTHON" -m pytest -x -q tests/test_models.py -k "conv_impls or winograd or bfloat16"
   common=(--batch_sizes=4 --repeats=1 --warmup=0 --peak_size=256 --split_windows=16
           "--config.model.widths=(16,32,48)")
   stage throughput_float32 300 "$PYTHON" benchmarks/throughput.py --config=configs/wisdm.py \
-    --dtypes=float32 --conv_impls=xla,im2col "${common[@]}" --json="$OUT/throughput_float32.json"
+    --dtypes=float32 --conv_impls=xla,winograd "${common[@]}" --json="$OUT/throughput_float32.json"
 else
-  # test_models: exact parameter counts, FLOPs, and im2col == lax.conv on this backend;
+  # test_models: exact parameter counts, FLOPs, and im2col and Winograd == lax.conv on this backend;
   # test_train: the pmap and shard_map steps, BatchNorm over the global batch, resume.
   stage pytest 120 "$PYTHON" -m pytest -x -q tests/test_models.py tests/test_train.py
   # Batch 256: on a GPU, 64 windows leave most of it idle. One stage per dtype, so a timeout in
   # one still leaves the others' rows (throughput.py also writes its JSON after each setting).
   common=(--configs=wisdm,opportunity,pamap2,unimib_shar,weakly --batch_sizes=256
-          --conv_impls=xla,im2col --repeats=5 --warmup=1 --steps=10)
+          --conv_impls=xla,winograd --repeats=5 --warmup=1 --steps=10)
   stage throughput_float32 130 "$PYTHON" benchmarks/throughput.py --dtypes=float32 "${common[@]}" \
     --json="$OUT/throughput_float32.json"
   stage throughput_bfloat16 100 "$PYTHON" benchmarks/throughput.py --dtypes=bfloat16 "${common[@]}" \

@@ -74,7 +74,7 @@ _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64"], "Global batch sizes.")
 _DTYPES = flags.DEFINE_list("dtypes", [], "Compute dtypes (float32, bfloat16); default: "
                             "the config's config.model.dtype.")
 _CONV_IMPLS = flags.DEFINE_list("conv_impls", [], "config.model.conv_impl values to compare "
-                                "(im2col, xla); default: the config's.")
+                                "(im2col, winograd, xla); default: the config's.")
 _DEVICES = flags.DEFINE_list("devices", ["1"], "Local device counts; 'N' or 'all' = every "
                              "local device.")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "If > 0, split the CPU into this many "

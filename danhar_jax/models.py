@@ -23,7 +23,9 @@ after the add (danhar-official-code.md §1.2).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import flax.linen as nn
@@ -33,7 +35,7 @@ import numpy as np
 
 BACKBONES = ("cnn", "resnet")
 ATTENTIONS = ("none", "channel", "temporal", "channel_temporal", "temporal_channel")
-CONV_IMPLS = ("im2col", "xla")
+CONV_IMPLS = ("im2col", "winograd", "xla")
 
 
 def torch_uniform(fan_in: int):
@@ -49,10 +51,14 @@ def torch_uniform(fan_in: int):
 class ConvK1(nn.Module):
   """The authors' `Conv2d(kernel=(k, 1), stride=(s, 1), padding=(p, 0))` on NHWC activations.
 
-  `impl='im2col'` reads the k time-shifted, strided slices, stacks them on the channel axis and
-  applies one matmul. XLA's CPU backend runs that far faster than its convolution for these
-  shapes (see benchmarks/README.md); `impl='xla'` is the plain `lax.conv`, for GPUs and TPUs.
-  Both use the same parameters, so checkpoints move freely between them.
+  Three computations of the same layer, with the same parameters, so checkpoints move freely
+  between them (benchmarks/README.md has the measurements behind each):
+  - `'im2col'` stacks the k time-shifted, strided slices on the channel axis and applies one
+    matmul. XLA's CPU backend runs that far faster than its convolution for these shapes.
+  - `'winograd'` is the same correlation by Winograd's minimal filtering, F(m, r): about half the
+    multiplications of im2col for the (6,1)/2 and (3,1)/1 convs of DanHAR. Fastest on CPU for
+    every dataset; it agrees with im2col to about 1e-5.
+  - `'xla'` is the plain `lax.conv`, for GPUs and TPUs.
   """
   features: int
   kernel: int
@@ -63,26 +69,182 @@ class ConvK1(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
+  def weights(self, cin: int):
+    """Kernel `[k, 1, C_in, F]` and bias `[F]` (or None), with PyTorch's initialisation."""
+    init = torch_uniform(self.kernel * cin)
+    w = self.param("kernel", init, (self.kernel, 1, cin, self.features))
+    b = self.param("bias", init, (self.features,)) if self.use_bias else None
+    return w, b
+
   def __call__(self, x):
-    k, s, p, cin = self.kernel, self.stride, self.padding, x.shape[-1]
-    init = torch_uniform(k * cin)
-    w = self.param("kernel", init, (k, 1, cin, self.features))
-    x, w = x.astype(self.dtype), w.astype(self.dtype)
-    if self.impl == "xla":
-      y = jax.lax.conv_general_dilated(
-          x, w, (s, 1), ((p, p), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    else:
-      x = jnp.pad(x, ((0, 0), (p, p), (0, 0), (0, 0))) if p else x
-      t_out = (x.shape[1] - k) // s + 1
-      cols = [x[:, i:i + s * (t_out - 1) + 1:s] for i in range(k)]
-      # Stacking the slices on a new axis and merging it into the channels gives the same
-      # columns as concatenating them, but XLA:CPU fuses the stack into the slices' producers and
-      # feeds the matmul faster: eval +3-7%, training unchanged (benchmarks/README.md).
-      cols = jnp.stack(cols, axis=-2).reshape(*cols[0].shape[:-1], k * cin)
-      y = jnp.dot(cols, w.reshape(k * cin, self.features))
-    if self.use_bias:
-      y = y + self.param("bias", init, (self.features,)).astype(self.dtype)
-    return y
+    w, b = self.weights(x.shape[-1])
+    return conv_k1(x, w, b, self.stride, self.padding, self.impl, self.dtype)
+
+
+def conv_k1(x, w, b, stride: int, padding: int, impl: str, dtype):
+  """`ConvK1`'s computation with explicit weights (`Block` fuses conv1 with the shortcut)."""
+  x, w = x.astype(dtype), w.astype(dtype)
+  if impl == "xla":
+    y = jax.lax.conv_general_dilated(x, w, (stride, 1), ((padding, padding), (0, 0)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  elif impl == "winograd" and winograd_applies(w.shape[0], stride, x.shape[-1]):
+    y = winograd_conv(x, w[:, 0], stride, padding)
+  else:
+    y = im2col_conv(x, w[:, 0], stride, padding)
+  return y if b is None else y + b.astype(dtype)
+
+
+def im2col_conv(x, w, stride: int, padding: int):
+  """x `[N, T, S, C]` ⋆ w `[k, C, F]` along T as one matmul over k·C stacked columns."""
+  k, cin, features = w.shape
+  x = jnp.pad(x, ((0, 0), (padding, padding), (0, 0), (0, 0))) if padding else x
+  t_out = (x.shape[1] - k) // stride + 1
+  cols = [x[:, i:i + stride * (t_out - 1) + 1:stride] for i in range(k)]
+  # Stacking the slices on a new axis and merging it into the channels gives the same columns as
+  # concatenating them, but XLA:CPU fuses the stack into the slices' producers and feeds the
+  # matmul faster: eval +3-7%, training unchanged (benchmarks/README.md).
+  cols = jnp.stack(cols, axis=-2).reshape(*cols[0].shape[:-1], k * cin)
+  return jnp.dot(cols, w.reshape(k * cin, features))
+
+
+# Winograd's minimal filtering (Lavin & Gray 2016, "Fast algorithms for convolutional neural
+# networks"), in 1-D along time. F(m, r) computes m outputs of an r-tap correlation with
+# n = m + r - 1 multiplications instead of m·r: an input transform B^T, one [C, F] matmul per
+# transformed position, an output transform A^T. A stride-s conv first becomes a stride-1 conv
+# with ceil(k/s) taps over s·C channels (polyphase), so DanHAR's (6,1)/2 convs are F(m, 3) too.
+
+# Interpolation points, smallest first: small points keep the transforms' float32 error near
+# im2col's. With m ≤ 6 the error stays within 5x im2col's (about 1e-5 on unit activations);
+# the next point, 3, costs 10x more, so tiles stop at 6 outputs.
+_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+_MAX_TILE = 6
+
+
+def winograd_tiles(kernel: int, stride: int) -> range:
+  """The usable tiles m: the tile gather needs m ≥ r - 1, and n = m + r - 1 needs n - 1 points."""
+  r = -(-kernel // stride)
+  return range(max(2, r - 1), min(_MAX_TILE, len(_POINTS) + 2 - r) + 1)
+
+
+def winograd_applies(kernel: int, stride: int, cin: int) -> bool:
+  """Winograd pays where each polyphase filter has ≥ 2 taps and the input has channels to
+  contract; the 1-channel input layer is a small, memory-bound matmul either way."""
+  return -(-kernel // stride) >= 2 and cin > 1 and len(winograd_tiles(kernel, stride)) > 0
+
+
+@functools.lru_cache(maxsize=None)
+def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """A^T `[m, n]`, G `[n, r]`, B^T `[n, n]` of F(m, r), from exact rational Toom-Cook algebra.
+
+  Linear convolution of an m- and an r-tap sequence is E·a ⊙ F·b interpolated by C = W⁻¹,
+  where E, F, W evaluate polynomials at the points and at infinity. Correlation, what a conv
+  layer computes, is its transpose: A^T = E^T, G = F, B^T = C^T.
+  """
+  n = m + r - 1
+  if n - 1 > len(_POINTS):
+    raise ValueError(f"F({m}, {r}) needs {n - 1} interpolation points; only {len(_POINTS)} exist")
+
+  def evaluate(degree_plus_one: int) -> list[list[Fraction]]:
+    rows = [[Fraction(p) ** j for j in range(degree_plus_one)] for p in _POINTS[:n - 1]]
+    return rows + [[Fraction(int(j == degree_plus_one - 1)) for j in range(degree_plus_one)]]
+
+  w = evaluate(n)
+  inverse = [row + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(w)]
+  for c in range(n):  # Gauss-Jordan in exact arithmetic: no rounding before the final cast
+    pivot = next(i for i in range(c, n) if inverse[i][c] != 0)
+    inverse[c], inverse[pivot] = inverse[pivot], inverse[c]
+    inverse[c] = [v / inverse[c][c] for v in inverse[c]]
+    for i in range(n):
+      if i != c and inverse[i][c] != 0:
+        inverse[i] = [vi - inverse[i][c] * vc for vi, vc in zip(inverse[i], inverse[c])]
+  as_array = lambda rows: np.array([[float(v) for v in row] for row in rows])
+  return as_array(evaluate(m)).T, as_array(evaluate(r)), as_array([row[n:] for row in inverse]).T
+
+
+def winograd_tile(t_out: int, kernel: int, stride: int) -> int:
+  """The usable tile that needs the fewest multiplications, (m + r - 1)·ceil(t_out / m)."""
+  r = -(-kernel // stride)
+  return min(reversed(winograd_tiles(kernel, stride)), key=lambda m: (m + r - 1) * -(-t_out // m))
+
+
+def winograd_conv(x, w, stride: int, padding: int):
+  """x `[N, T, S, C]` ⋆ w `[k, C, F]` along T with stride and zero padding; `[N, T_out, S, F]`."""
+  k, cin, features = w.shape
+  x = jnp.pad(x, ((0, 0), (padding, padding), (0, 0), (0, 0))) if padding else x
+  t_out = (x.shape[1] - k) // stride + 1
+  r = -(-k // stride)
+  if stride > 1:  # polyphase: tap j of phase q is w[j·s + q], applied to x[s·t + q]
+    w = jnp.pad(w, ((0, r * stride - k), (0, 0), (0, 0))).reshape(r, stride * cin, features)
+    x = jnp.pad(x, ((0, 0), (0, -x.shape[1] % stride), (0, 0), (0, 0)))
+    b, t, s, c = x.shape
+    x = x.reshape(b, t // stride, stride, s, c).transpose(0, 1, 3, 2, 4)
+    x = x.reshape(b, t // stride, s, stride * c)
+  m = winograd_tile(t_out, k, stride)
+  length = (-(-t_out // m) + 1) * m  # whole tiles, plus one so every tile's tail exists
+  x = jnp.pad(x, ((0, 0), (0, max(0, length - x.shape[1])), (0, 0), (0, 0)))[:, :length]
+  return _winograd(x, w, m)[:, :t_out]
+
+
+def _combine(matrix: np.ndarray, parts: list) -> list:
+  """`matrix @ parts` over a list of arrays, skipping zeros: XLA fuses it into one loop."""
+  out = []
+  for row in matrix:
+    terms = [p if c == 1 else -p if c == -1 else float(c) * p for c, p in zip(row, parts) if c]
+    out.append(functools.reduce(jnp.add, terms))
+  return out
+
+
+def _tiles(x, m: int, n: int) -> list:
+  """The n-sample input tiles at stride m, as n arrays `[N, tiles, S, C]`, one per offset.
+  Two reshapes instead of n strided slices: their transposes, in `_untiles`, stay reshapes."""
+  b, t, s, c = x.shape
+  heads = x[:, :t - m].reshape(b, -1, m, s, c)
+  tails = x[:, m:].reshape(b, -1, m, s, c)
+  return [heads[:, :, v] if v < m else tails[:, :, v - m] for v in range(n)]
+
+
+def _untiles(parts: list, m: int):
+  """Transpose of `_tiles`: overlap-add the n offsets back into `[N, (tiles + 1)·m, S, C]`."""
+  b, nt, s, c = parts[0].shape
+  pad = [jnp.zeros_like(parts[0])] * (2 * m - len(parts))
+  heads = jnp.stack(parts[:m], axis=2).reshape(b, nt * m, s, c)
+  tails = jnp.stack(parts[m:] + pad, axis=2).reshape(b, nt * m, s, c)
+  return (jnp.pad(heads, ((0, 0), (0, m), (0, 0), (0, 0)))
+          + jnp.pad(tails, ((0, 0), (m, 0), (0, 0), (0, 0))))
+
+
+# The backward pass is written out because autodiff's version of the tile gather (n strided
+# slices, transposed into n interior-padded scatters) made training 25-50% slower per layer than
+# this overlap-add (benchmarks/README.md). Both passes are Winograd-domain matmuls of equal size.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _winograd(x, w, m: int):
+  """Stride-1 F(m, r) correlation of x `[N, (tiles + 1)·m, S, C]` with w `[r, C, F]`."""
+  return _winograd_fwd(x, w, m)[0]
+
+
+def _winograd_fwd(x, w, m: int):
+  at, g, bt = winograd_matrices(m, w.shape[0])
+  v = jnp.stack(_combine(bt, _tiles(x, m, bt.shape[0])))        # [n, N, tiles, S, C]
+  u = jnp.einsum("xr,rcf->xcf", g.astype(w.dtype), w)           # [n, C, F]
+  products = jnp.einsum("xbtsc,xcf->xbtsf", v, u)
+  y = jnp.stack(_combine(at, list(products)), axis=2)           # [N, tiles, m, S, F]
+  b, nt, _, s, f = y.shape
+  return y.reshape(b, nt * m, s, f), (v, u)
+
+
+def _winograd_bwd(m: int, residuals, dy):
+  v, u = residuals
+  at, g, bt = winograd_matrices(m, v.shape[0] - m + 1)
+  b, t, s, f = dy.shape
+  dy = dy.reshape(b, t // m, m, s, f)
+  d_products = jnp.stack(_combine(at.T, [dy[:, :, j] for j in range(m)]))
+  dv = jnp.einsum("xbtsf,xcf->xbtsc", d_products, u)
+  du = jnp.einsum("xbtsc,xbtsf->xcf", v, d_products)
+  dw = jnp.einsum("xr,xcf->rcf", g.astype(du.dtype), du)
+  return _untiles(_combine(bt.T, list(dv)), m), dw
+
+
+_winograd.defvjp(_winograd_fwd, _winograd_bwd)
 
 
 class ChannelAttention(nn.Module):
@@ -145,7 +307,19 @@ class Block(nn.Module):
     bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                                    axis_name=self.bn_axis_name if train else None,
                                    dtype=self.dtype, name=name)
-    h = nn.relu(bn("bn1")(conv(self.kernel, self.stride, self.padding, "conv1")(x)))
+    conv1 = conv(self.kernel, self.stride, self.padding, "conv1")
+    shortcut = conv(self.kernel, self.stride, self.padding, "shortcut_conv")
+    if (self.residual and self.conv_impl == "winograd"
+        and winograd_applies(self.kernel, self.stride, x.shape[-1])):
+      # conv1 and the shortcut read the same input with the same kernel and stride, so one
+      # Winograd input transform (and, backwards, one overlap-add) serves both.
+      (w1, b1), (w2, b2) = conv1.weights(x.shape[-1]), shortcut.weights(x.shape[-1])
+      both = conv_k1(x, jnp.concatenate([w1, w2], -1), jnp.concatenate([b1, b2]),
+                     self.stride, self.padding, self.conv_impl, self.dtype)
+      y1, y_short = jnp.split(both, 2, axis=-1)
+    else:
+      y1, y_short = conv1(x), (shortcut(x) if self.residual else None)
+    h = nn.relu(bn("bn1")(y1))
     h = nn.relu(bn("bn2")(conv(self.kernel2, 1, self.kernel2 // 2, "conv2")(h)))
     channel = lambda v: ChannelAttention(self.dtype, name="channel_attention")(v)
     temporal = lambda v: TemporalAttention(self.temporal_kernel, self.dtype,
@@ -156,7 +330,7 @@ class Block(nn.Module):
     for attend in order:
       h = attend(h)
     if self.residual:
-      h = h + bn("shortcut_bn")(conv(self.kernel, self.stride, self.padding, "shortcut_conv")(x))
+      h = h + bn("shortcut_bn")(y_short)
     return h
 
 
@@ -246,8 +420,11 @@ def forward_flops(model: DanHAR, input_shape: Sequence[int]) -> int:
   """Analytic FLOPs of one window's forward pass: 2 × multiply-accumulates of every conv and Dense.
 
   Counted from the shapes each layer actually sees (an interceptor records them), so it follows any
-  config. Elementwise work (BN, ReLU, pooling, sigmoids) is left out, as is usual for MFU.
+  config. Elementwise work (BN, ReLU, pooling, sigmoids) is left out, as is usual for MFU. These are
+  the model's FLOPs whatever `conv_impl` computes them with: Winograd does fewer multiplications,
+  and its MFU shows that as a higher utilisation, as for cuDNN's Winograd kernels.
   """
+  model = model.clone(conv_impl="im2col")  # one ConvK1 call per conv (Winograd fuses a pair)
   flops = []
 
   def count(next_fun, args, kwargs, context):
@@ -260,7 +437,7 @@ def forward_flops(model: DanHAR, input_shape: Sequence[int]) -> int:
       elif isinstance(mod, nn.Conv):
         macs = np.prod(out.shape[:-1]) * mod.features * np.prod(mod.kernel_size) * x.shape[-1]
       else:
-        macs = np.prod(out.shape)* x.shape[-1]
+        macs = np.prod(out.shape) * x.shape[-1]
       flops.append(2 * int(macs))
     return out
 

@@ -35,7 +35,7 @@ def test_throughput_writes_rows_with_the_required_keys(tmp_path):
   assert "MFLOP/window" in proc.stdout and "matmul peak" in proc.stdout
   rows = json.loads(out.read_text())
   jax_rows = [r for r in rows if not r["peer"]]
-  assert len(jax_rows) == 1 and jax_rows[0]["impl"] == "im2col"
+  assert len(jax_rows) == 1 and jax_rows[0]["impl"] == "winograd"
   for row in rows:
     for key in REQUIRED:
       assert key in row, key

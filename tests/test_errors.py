@@ -65,7 +65,7 @@ CASES = [
     ("dtype", lambda t, d: models.create_model(config(**{"model.dtype": "float16"})),
      ValueError, "config.model.dtype='float16' is not one of float32, bfloat16"),
     ("conv_impl", lambda t, d: models.create_model(config(**{"model.conv_impl": "fft"})),
-     ValueError, "config.model.conv_impl='fft' is not one of im2col, xla"),
+     ValueError, "config.model.conv_impl='fft' is not one of im2col, winograd, xla"),
     ("widths_vs_strides",
      lambda t, d: models.create_model(config(**{"model.widths": (8, 8)})), ValueError,
      "must have one entry per block"),

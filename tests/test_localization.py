@@ -59,6 +59,9 @@ def test_block_centres_match_the_models_gradient_support(make, length):
   variant leaves it out.
   """
   config = small(make("temporal"), (length, 3))
+  # Exact zeros outside the receptive field need a direct conv: Winograd reaches each output
+  # through its whole tile, and the cancellations there leave float32 residue (~1e-7).
+  config.model.conv_impl = "im2col"
   model = models.create_model(config)
   variables = models.init_variables(model, config.input_shape)
   # Positive weights; tiny attention-conv weights keep every sigmoid away from saturation, where

@@ -66,15 +66,78 @@ def test_forward_flops(dataset):
   assert round(flops / 1e6) == FORWARD_MFLOP[dataset]
 
 
+@pytest.mark.parametrize("impl", ["im2col", "winograd"])
 @pytest.mark.parametrize("dataset", ["wisdm", "pamap2", "unimib_shar", "opportunity"])
-def test_im2col_equals_lax_conv(dataset):
+def test_conv_impls_equal_lax_conv(dataset, impl):
   config = authors_config(dataset)
   x = jax.random.normal(jax.random.key(1), (2, *config.input_shape))
+  config.model.conv_impl = impl
   model = models.create_model(config)
   variables = models.init_variables(model, config.input_shape)
   config.model.conv_impl = "xla"
   reference = jax.jit(models.create_model(config).apply)(variables, x)
   np.testing.assert_allclose(jax.jit(model.apply)(variables, x), reference, rtol=2e-4, atol=2e-4)
+
+
+def test_winograd_trains_like_lax_conv():
+  """Loss gradients of a training-mode pass (batch statistics, conv1 fused with the shortcut).
+
+  At batch 4 these gradients are ill-conditioned (ReLU flips, BatchNorm over few samples):
+  perturbing the input by 1e-5 moves lax.conv's own gradient by 8e-4 in relative norm, and
+  Winograd's 1e-5 rounding moves it by the same 8e-4. A wrong backward pass moves it by O(1).
+  """
+  config = authors_config("wisdm")
+  x = jax.random.normal(jax.random.key(1), (4, *config.input_shape))
+  variables = models.init_variables(models.create_model(config), config.input_shape)
+
+  def grads(impl):
+    config.model.conv_impl = impl
+    model = models.create_model(config)
+    loss = lambda p: jnp.sum(model.apply({**variables, "params": p}, x, train=True,
+                                         mutable=["batch_stats"])[0] ** 2)
+    g = jax.jit(jax.grad(loss))(variables["params"])
+    return g, jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(g)])
+
+  (got, got_flat), (want, want_flat) = grads("winograd"), grads("xla")
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  assert float(jnp.linalg.norm(got_flat - want_flat) / jnp.linalg.norm(want_flat)) < 5e-3
+
+
+@pytest.mark.parametrize("m,r", [(m, r) for r in (2, 3, 4) for m in range(max(2, r - 1), 7)
+                                 if m + r - 1 <= 8])
+def test_winograd_matrices_compute_correlation(m, r):
+  """A^T[(G g) ⊙ (B^T d)] is the r-tap correlation of d, with n = m + r - 1 products."""
+  at, g, bt = models.winograd_matrices(m, r)
+  assert at.shape == (m, m + r - 1) and g.shape == (m + r - 1, r) and bt.shape == (m + r - 1,) * 2
+  rng = np.random.default_rng(0)
+  d, w = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+  np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), np.correlate(d, w, "valid"), atol=1e-12)
+
+
+@pytest.mark.parametrize("t,c,k,s,p", [
+    (98, 16, 3, 1, 1), (98, 16, 6, 2, 0), (64, 16, 3, 2, 1), (300, 8, 6, 3, 1), (21, 8, 6, 2, 1),
+    (23, 8, 4, 1, 0), (40, 8, 6, 1, 2), (200, 1, 6, 2, 0)])
+def test_winograd_layer_and_its_gradients_equal_lax_conv(t, c, k, s, p):
+  """Odd lengths, strides 1-3, padding, and the shapes that fall back to im2col (k=6/s=1: no
+  usable tile; C_in = 1)."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, t, 3, c)).astype(np.float32)
+  w = (rng.standard_normal((k, 1, c, 8)) / np.sqrt(k * c)).astype(np.float32)
+  conv = lambda impl: lambda x, w: models.conv_k1(x, w, None, s, p, impl, jnp.float32)
+  y = conv("xla")(x, w)
+  cotangent = rng.standard_normal(y.shape).astype(np.float32)
+  np.testing.assert_allclose(conv("winograd")(x, w), y, atol=2e-5)
+  for got, want in zip(*(jax.grad(lambda x, w: jnp.sum(conv(i)(x, w) * cotangent), (0, 1))(x, w)
+                         for i in ("winograd", "xla"))):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_winograd_tiles_of_danhar():
+  # WISDM's convs: conv1/shortcut (6,1)/2 become 3-tap F(m, 3) on 2·C channels; conv2 is (3,1)/1.
+  assert [models.winograd_tile(t, 6, 2) for t in (98, 47, 21)] == [6, 6, 6]
+  assert models.winograd_tile(32, 3, 2) == 4      # 2 taps: 5·8 = 40 products against 7·6 = 42
+  assert list(models.winograd_tiles(6, 1)) == []  # 6 taps: no tile within the 8 points
+  assert not models.winograd_applies(6, 2, 1)     # the 1-channel input layer stays im2col
 
 
 def test_opportunity_feeds_time_as_channels():
@@ -131,7 +194,7 @@ def test_bfloat16_computes_in_bf16_with_float32_params():
     ("backbone", "vgg", "config.model.backbone='vgg' is not one of cnn, resnet"),
     ("attention", "spatial", "is not one of none, channel, temporal, channel_temporal"),
     ("dtype", "float16", "config.model.dtype='float16' is not one of float32, bfloat16"),
-    ("conv_impl", "fft", "config.model.conv_impl='fft' is not one of im2col, xla"),
+    ("conv_impl", "fft", "config.model.conv_impl='fft' is not one of im2col, winograd, xla"),
 ])
 def test_unknown_variant_lists_the_valid_ones(field, value, message):
   config = authors_config("wisdm")
