@@ -76,7 +76,8 @@ if [ "$QUICK" = 1 ]; then
 else
   # test_models: exact parameter counts, FLOPs, and im2col and Winograd == lax.conv on this backend;
   # test_train: the pmap and shard_map steps, BatchNorm over the global batch, resume.
-  stage pytest 120 "$PYTHON" -m pytest -x -q tests/test_models.py tests/test_train.py
+  stage pytest 120 "$PYTHON" -m pytest -x -q tests/test_models.py tests/test_train.py \
+    -k "not winograd_matrices"  # pure numpy: nothing device-specific
   # Batch 256: on a GPU, 64 windows leave most of it idle. One stage per dtype, so a timeout in
   # one still leaves the others' rows (throughput.py also writes its JSON after each setting).
   common=(--configs=wisdm,opportunity,pamap2,unimib_shar,weakly --batch_sizes=256
