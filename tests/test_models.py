@@ -137,7 +137,8 @@ def test_winograd_tiles_of_danhar():
   assert [models.winograd_tile(t, 6, 2) for t in (98, 47, 21)] == [6, 6, 6]
   assert models.winograd_tile(32, 3, 2) == 4      # 2 taps: 5·8 = 40 products against 7·6 = 42
   assert list(models.winograd_tiles(6, 1)) == []  # 6 taps: no tile within the 8 points
-  assert not models.winograd_applies(6, 2, 1)     # the 1-channel input layer stays im2col
+  assert not models.winograd_applies(6, 2, 1, jnp.float32)  # the 1-channel input layer: im2col
+  assert not models.winograd_applies(6, 2, 64, jnp.bfloat16)  # bf16: im2col's rounding
 
 
 def test_opportunity_feeds_time_as_channels():
