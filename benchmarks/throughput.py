@@ -11,7 +11,7 @@ What is timed, for every (config, dtype, batch size, device count, conv impl):
   `parallel.Parallel('pmap').map` over a `TrainState` from `train.create_train_state`,
   replicated, exactly as `train.Trainer` runs them. The batch is already on the device(s); each
   timed repeat runs `--steps` steps and then blocks on the outputs. The first two calls (the
-  compiles plus two steps) are reported apart as `compile_s`, never mixed into the rates;
+  compile plus two steps) are reported apart as `compile_s`, never mixed into the rates;
 - the input pipeline alone: `input_pipeline.train_indices`, the per-device split of the indices
   and the mapped `train.gather` from the device-resident split, blocked. Training is input-bound
   only if this rate comes near the train step's, so its ratio to the train rate is reported;

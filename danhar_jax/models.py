@@ -120,9 +120,14 @@ _POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
 _MAX_TILE = 6
 
 
+def polyphase_taps(kernel: int, stride: int) -> int:
+  """r: the taps of each phase once a stride-s, k-tap conv is rewritten as a stride-1 conv."""
+  return -(-kernel // stride)
+
+
 def winograd_tiles(kernel: int, stride: int) -> range:
   """The usable tiles m: the tile gather needs m ≥ r - 1, and n = m + r - 1 needs n - 1 points."""
-  r = -(-kernel // stride)
+  r = polyphase_taps(kernel, stride)
   return range(max(2, r - 1), min(_MAX_TILE, len(_POINTS) + 2 - r) + 1)
 
 
@@ -131,7 +136,7 @@ def winograd_applies(kernel: int, stride: int, cin: int, dtype) -> bool:
   contract; the 1-channel input layer is a small, memory-bound matmul either way. In bfloat16 the
   transforms' rounding makes DanHAR's logits 6x less accurate than im2col's (3e-2 against 6e-3
   of their range on WISDM), so Winograd is float32 only and other dtypes use im2col."""
-  return (jnp.dtype(dtype) == jnp.float32 and -(-kernel // stride) >= 2 and cin > 1
+  return (jnp.dtype(dtype) == jnp.float32 and polyphase_taps(kernel, stride) >= 2 and cin > 1
           and len(winograd_tiles(kernel, stride)) > 0)
 
 
@@ -166,7 +171,7 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def winograd_tile(t_out: int, kernel: int, stride: int) -> int:
   """The usable tile that needs the fewest multiplications, (m + r - 1)·ceil(t_out / m)."""
-  r = -(-kernel // stride)
+  r = polyphase_taps(kernel, stride)
   return min(reversed(winograd_tiles(kernel, stride)), key=lambda m: (m + r - 1) * -(-t_out // m))
 
 
@@ -175,7 +180,7 @@ def winograd_conv(x, w, stride: int, padding: int):
   k, cin, features = w.shape
   x = jnp.pad(x, ((0, 0), (padding, padding), (0, 0), (0, 0))) if padding else x
   t_out = (x.shape[1] - k) // stride + 1
-  r = -(-k // stride)
+  r = polyphase_taps(k, stride)
   if stride > 1:  # polyphase: tap j of phase q is w[j·s + q], applied to x[s·t + q]
     w = jnp.pad(w, ((0, r * stride - k), (0, 0), (0, 0))).reshape(r, stride * cin, features)
     x = jnp.pad(x, ((0, 0), (0, -x.shape[1] % stride), (0, 0), (0, 0)))
