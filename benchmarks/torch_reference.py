@@ -91,6 +91,7 @@ class DanHAR(nn.Module):
       cin, length = features, (length + 2 * m.padding - m.kernel) // stride + 1
     self.blocks = nn.Sequential(*blocks)
     width = 1 if m.time_as_channels else s
+    self.final_hw = (length, width)   # what the classifier flattens with the filters
     self.fc = nn.Linear(cin * length * width, config.num_classes)
 
   def forward(self, windows):
@@ -120,6 +121,46 @@ def build(config, device: str = "cpu") -> DanHAR:
     raise AssertionError(f"PyTorch DanHAR has {got:,} parameters, the JAX model {expected:,}.")
   return model
 
+
+def load_jax_variables(model: DanHAR, variables) -> DanHAR:
+  """Copies a JAX DanHAR's `{'params', 'batch_stats'}` into this peer, in place.
+
+  The two then compute the same function (tests/test_benchmarks.py checks training and
+  evaluation). Kernels go from HWIO to PyTorch's OIHW; the classifier's rows go from the JAX
+  flatten order (time, sensor, filter) to PyTorch's NCHW order (filter, time, sensor).
+  """
+  params, stats = variables["params"], variables.get("batch_stats", {})
+  tensor = lambda a: torch.tensor(np.asarray(a, np.float32))
+  conv = lambda kernel: tensor(np.transpose(kernel, (3, 2, 0, 1)))  # HWIO → OIHW
+  state = {}
+  for i, block in enumerate(model.blocks):
+    p, b, prefix = params[f"block{i + 1}"], stats.get(f"block{i + 1}", {}), f"blocks.{i}."
+    targets = {"conv1": "layer.0", "bn1": "layer.1", "conv2": "layer.3", "bn2": "layer.4",
+               "shortcut_conv": "shortcut.0", "shortcut_bn": "shortcut.1"}
+    for name, target in targets.items():
+      if name not in p:
+        continue
+      if "conv" in name:
+        state[prefix + target + ".weight"] = conv(p[name]["kernel"])
+        state[prefix + target + ".bias"] = tensor(p[name]["bias"])
+      else:
+        state[prefix + target + ".weight"] = tensor(p[name]["scale"])
+        state[prefix + target + ".bias"] = tensor(p[name]["bias"])
+        state[prefix + target + ".running_mean"] = tensor(b[name]["mean"])
+        state[prefix + target + ".running_var"] = tensor(b[name]["var"])
+        state[prefix + target + ".num_batches_tracked"] = torch.tensor(0)
+    if block.ca is not None:
+      for fc in ("fc1", "fc2"):
+        dense = np.asarray(p["channel_attention"][fc]["kernel"]).T
+        state[f"{prefix}ca.{fc}.weight"] = tensor(dense[:, :, None, None])
+    if block.sa is not None:
+      state[prefix + "sa.conv.weight"] = conv(p["temporal_attention"]["conv"]["kernel"])
+  kernel = np.asarray(params["classifier"]["kernel"])           # [H·W·C, classes]
+  kernel = kernel.reshape(*model.final_hw, -1, kernel.shape[-1]).transpose(2, 0, 1, 3)
+  state["fc.weight"] = tensor(kernel.reshape(model.fc.in_features, -1).T)
+  state["fc.bias"] = tensor(params["classifier"]["bias"])
+  model.load_state_dict(state, strict=True)
+  return model
 
 def _sync(device: str) -> None:
   if device.startswith("cuda"):

@@ -63,6 +63,7 @@ def get_config():
   # the fastest on CPU for every dataset (1.2-1.7x im2col, benchmarks/README.md); 'im2col' is one
   # matmul per conv; 'xla' is lax.conv, the natural choice on GPU and TPU (unmeasured there).
   # Winograd is float32 only; with dtype='bfloat16' it computes as im2col (rounding, models.py).
+  # The temporal attention's conv is lax.conv under 'xla' and one matmul under the other two.
   config.model.conv_impl = "winograd"
 
   # Optimisation: PyTorch Adam with coupled L2 `weight_decay` (not AdamW), per-epoch LR schedule.

@@ -59,6 +59,8 @@ class ConvK1(nn.Module):
     multiplications of im2col for the (6,1)/2 and (3,1)/1 convs of DanHAR. Fastest on CPU for
     every dataset; it agrees with im2col to about 1e-5. float32 only: in bfloat16 it is im2col.
   - `'xla'` is the plain `lax.conv`, for GPUs and TPUs.
+  The temporal attention's conv follows the same switch: `lax.conv` under `'xla'`, otherwise one
+  matmul (`toeplitz_conv`).
   """
   features: int
   kernel: int
@@ -76,9 +78,9 @@ class ConvK1(nn.Module):
     b = self.param("bias", init, (self.features,)) if self.use_bias else None
     return w, b
 
-  def __call__(self, x):
+  def __call__(self, x, add_bias: bool = True):
     w, b = self.weights(x.shape[-1])
-    return conv_k1(x, w, b, self.stride, self.padding, self.impl, self.dtype)
+    return conv_k1(x, w, b if add_bias else None, self.stride, self.padding, self.impl, self.dtype)
 
 
 def conv_k1(x, w, b, stride: int, padding: int, impl: str, dtype):
@@ -278,6 +280,7 @@ class TemporalAttention(nn.Module):
   """CBAM spatial attention, the paper's temporal attention: where to look. Mean and max across
   filters, a bias-free conv with the per-dataset kernel, then a sigmoid: a mask over (time, sensor)."""
   kernel: Sequence[int] = (7, 1)
+  conv_impl: str = "im2col"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -285,12 +288,69 @@ class TemporalAttention(nn.Module):
     kh, kw = self.kernel
     pooled = jnp.concatenate(
         [jnp.mean(h, axis=-1, keepdims=True), jnp.max(h, axis=-1, keepdims=True)], axis=-1)
+    # XLA:CPU's convolution takes 7 ms for WISDM's block-1 mask and 15 ms for its gradient; the
+    # same conv as one matmul takes 0.3 and 1 (benchmarks/README.md). GPUs keep lax.conv.
+    conv = None if self.conv_impl == "xla" else toeplitz_conv
     logits = nn.Conv(1, (kh, kw), padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
-                     use_bias=False, dtype=self.dtype, name="conv",
+                     use_bias=False, dtype=self.dtype, name="conv", conv_general_dilated=conv,
                      kernel_init=torch_uniform(2 * kh * kw))(pooled)
     mask = nn.sigmoid(logits)
     self.sow("intermediates", "mask", mask[..., 0])
     return h * mask.astype(h.dtype)
+
+
+def toeplitz_conv(x, w, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                  feature_group_count=1, **unused):
+  """`lax.conv_general_dilated` for the stride-1 NHWC convs `nn.Conv` makes, as one matmul.
+
+  The kh time shifts are stacked on the channel axis; the mixing across the W (sensor) axis, the
+  same kw taps at every position, is a banded [W_in, W_out] Toeplitz matrix built from the kernel.
+  x `[N, H, W, C]`, w `[kh, kw, C, F]`, padding ((top, bottom), (left, right)).
+  """
+  del unused  # dimension_numbers (nn.Conv's NHWC/HWIO) and precision
+  if (tuple(window_strides) != (1, 1) or feature_group_count != 1
+      or any(d not in (None, (1, 1)) for d in (lhs_dilation, rhs_dilation))):
+    raise ValueError("toeplitz_conv computes plain stride-1 convolutions only")
+  (top, bottom), (left, right) = padding
+  kh, kw, cin, features = w.shape
+  n, _, width, _ = x.shape
+  x = jnp.pad(x, ((0, 0), (top, bottom), (0, 0), (0, 0)))
+  t_out = x.shape[1] - kh + 1
+  w_out = width + left + right - kw + 1
+  cols = jnp.stack([x[:, i:i + t_out] for i in range(kh)], axis=2)      # [N, T, kh, W, C]
+  tap = np.arange(width)[:, None] - np.arange(w_out)[None, :] + left     # [W_in, W_out]
+  band = jnp.take(w, np.clip(tap, 0, kw - 1), axis=1)                    # [kh, W_in, W_out, C, F]
+  band = jnp.where(((tap >= 0) & (tap < kw))[None, :, :, None, None], band, 0)
+  band = band.transpose(0, 1, 3, 2, 4).reshape(kh * width * cin, w_out * features)
+  y = cols.reshape(n, t_out, kh * width * cin) @ band.astype(x.dtype)
+  return y.reshape(n, t_out, w_out, features)
+
+
+def batch_norm_2d(y, conv_bias, train: bool, axis_name: str | None, dtype, name: str):
+  """PyTorch's `BatchNorm2d` of a conv's output, as Flax's `nn.BatchNorm` named `name`.
+
+  In training the conv's output `y` comes *without* its bias. The batch mean absorbs a bias
+  exactly and the variance ignores it, so leaving it out changes no output, and it saves an add
+  over the activations and the bias gradient (zero in exact arithmetic, a reduction over them
+  in floating point). The bias goes to the running mean instead, so evaluation, whose `y`
+  includes it, sees the statistics of a model that kept it.
+
+  PyTorch also updates its running variance with the unbiased batch variance, n/(n-1) times the
+  biased one that Flax keeps; n counts every (window, time, sensor) position in the global batch.
+  """
+  # PyTorch's momentum 0.1 on the new statistic is Flax's momentum 0.9 on the old.
+  norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      axis_name=axis_name if train else None, dtype=dtype, name=name)
+  if not train or norm.is_initializing():
+    return norm(y)
+  old_var = norm.get_variable("batch_stats", "var")
+  out = norm(y)
+  count = y.size // y.shape[-1] * (1 if axis_name is None else jax.lax.psum(1, axis_name))
+  mean, var = norm.get_variable("batch_stats", "mean"), norm.get_variable("batch_stats", "var")
+  # Flax's new var is m·old + (1 - m)·v, so (1 - m)·v/(n - 1) = (var - m·old)/(n - 1).
+  norm.put_variable("batch_stats", "var", var + (var - norm.momentum * old_var) / (count - 1))
+  norm.put_variable("batch_stats", "mean", mean + (1 - norm.momentum) * conv_bias)
+  return out
 
 
 class Block(nn.Module):
@@ -311,26 +371,29 @@ class Block(nn.Module):
   def __call__(self, x, train: bool):
     conv = lambda k, s, p, name: ConvK1(self.features, k, s, p, impl=self.conv_impl,
                                         dtype=self.dtype, name=name)
-    # PyTorch BatchNorm2d: momentum 0.1 on the new statistic is Flax's momentum 0.9 on the old.
-    bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                   axis_name=self.bn_axis_name if train else None,
-                                   dtype=self.dtype, name=name)
     conv1 = conv(self.kernel, self.stride, self.padding, "conv1")
     shortcut = conv(self.kernel, self.stride, self.padding, "shortcut_conv")
+    conv2 = conv(self.kernel2, 1, self.kernel2 // 2, "conv2")
+
+    bn = lambda name, y, source: batch_norm_2d(y, source.get_variable("params", "bias"), train,
+                                               self.bn_axis_name, self.dtype, name)
     if (self.residual and self.conv_impl == "winograd"
         and winograd_applies(self.kernel, self.stride, x.shape[-1], self.dtype)):
       # conv1 and the shortcut read the same input with the same kernel and stride, so one
       # Winograd input transform (and, backwards, one overlap-add) serves both.
       (w1, b1), (w2, b2) = conv1.weights(x.shape[-1]), shortcut.weights(x.shape[-1])
-      both = conv_k1(x, jnp.concatenate([w1, w2], -1), jnp.concatenate([b1, b2]),
+      both = conv_k1(x, jnp.concatenate([w1, w2], -1),
+                     None if train else jnp.concatenate([b1, b2]),
                      self.stride, self.padding, self.conv_impl, self.dtype)
       y1, y_short = jnp.split(both, 2, axis=-1)
     else:
-      y1, y_short = conv1(x), (shortcut(x) if self.residual else None)
-    h = nn.relu(bn("bn1")(y1))
-    h = nn.relu(bn("bn2")(conv(self.kernel2, 1, self.kernel2 // 2, "conv2")(h)))
+      y1 = conv1(x, add_bias=not train)
+      y_short = shortcut(x, add_bias=not train) if self.residual else None
+    # Every conv feeds a BatchNorm, so training leaves the conv biases out (batch_norm_2d).
+    h = nn.relu(bn("bn1", y1, conv1))
+    h = nn.relu(bn("bn2", conv2(h, add_bias=not train), conv2))
     channel = lambda v: ChannelAttention(self.dtype, name="channel_attention")(v)
-    temporal = lambda v: TemporalAttention(self.temporal_kernel, self.dtype,
+    temporal = lambda v: TemporalAttention(self.temporal_kernel, self.conv_impl, self.dtype,
                                            name="temporal_attention")(v)
     order = {"none": (), "channel": (channel,), "temporal": (temporal,),
              "channel_temporal": (channel, temporal),
@@ -338,7 +401,7 @@ class Block(nn.Module):
     for attend in order:
       h = attend(h)
     if self.residual:
-      h = h + bn("shortcut_bn")(y_short)
+      h = h + bn("shortcut_bn", y_short, shortcut)
     return h
 
 
