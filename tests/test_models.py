@@ -105,8 +105,7 @@ def test_winograd_trains_like_lax_conv():
 
 def with_random(tree, keyword: str, scale: float, seed: int = 2):
   """`tree` with `scale`·N(0, 1) added to every leaf whose path contains `keyword`."""
-  paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
-  keys = iter(jax.random.split(jax.random.key(seed), len(paths)))
+  keys = iter(jax.random.split(jax.random.key(seed), len(jax.tree.leaves(tree))))
   return jax.tree_util.tree_map_with_path(
       lambda path, a: a + scale * jax.random.normal(next(keys), a.shape)
       if keyword in jax.tree_util.keystr(path) else a, tree)
@@ -123,30 +122,30 @@ def test_batch_norm_keeps_pytorchs_statistics_without_the_conv_biases(backbone):
   config.model.backbone = backbone
   model = models.create_model(config)
   variables = models.init_variables(model, config.input_shape)
-  biased = with_random(variables["params"], "'bias'", 0.5)
-  unbiased = jax.tree_util.tree_map_with_path(
+  with_bias = with_random(variables["params"], "'bias'", 0.5)
+  without_bias = jax.tree_util.tree_map_with_path(
       lambda path, a: jnp.zeros_like(a) if any(f"['{c}']['bias']" in jax.tree_util.keystr(path)
-                                               for c in CONV_BN) else a, biased)
+                                               for c in CONV_BN) else a, with_bias)
   x = jax.random.normal(jax.random.key(1), (4, *config.input_shape))
   step = jax.jit(lambda p: model.apply({**variables, "params": p}, x, train=True,
                                        mutable=["batch_stats"]))
-  (logits, updates), (logits_0, updates_0) = step(biased), step(unbiased)
+  (logits, updates), (logits_0, updates_0) = step(with_bias), step(without_bias)
   np.testing.assert_allclose(logits, logits_0, rtol=1e-5, atol=1e-5)
 
-  conv1 = biased["block1"]["conv1"]
+  conv1 = with_bias["block1"]["conv1"]
   y = jax.lax.conv_general_dilated(x[..., None], conv1["kernel"], (2, 1), "VALID",
                                    dimension_numbers=("NHWC", "HWIO", "NHWC")) + conv1["bias"]
   bn1 = updates["batch_stats"]["block1"]["bn1"]  # from mean 0 and var 1, momentum 0.1
   np.testing.assert_allclose(bn1["mean"], 0.1 * jnp.mean(y, (0, 1, 2)), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(bn1["var"], 0.9 + 0.1 * jnp.var(y, (0, 1, 2), ddof=1), rtol=1e-5)
-  for block, convs in biased.items():
+  for block, convs in with_bias.items():
     for conv, bn in CONV_BN.items():
       if conv in convs:  # only the biases move the running means, by momentum × bias
         shift = (updates["batch_stats"][block][bn]["mean"]
                  - updates_0["batch_stats"][block][bn]["mean"])
         np.testing.assert_allclose(shift, 0.1 * convs[conv]["bias"], rtol=1e-4, atol=1e-6)
 
-  grads = jax.jit(jax.grad(lambda p: jnp.sum(step(p)[0] ** 2)))(biased)
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(step(p)[0] ** 2)))(with_bias)
   for block, convs in grads.items():
     for conv in CONV_BN:
       if conv in convs:
