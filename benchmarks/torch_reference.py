@@ -132,11 +132,11 @@ def load_jax_variables(model: DanHAR, variables) -> DanHAR:
   params, stats = variables["params"], variables.get("batch_stats", {})
   tensor = lambda a: torch.tensor(np.asarray(a, np.float32))
   conv = lambda kernel: tensor(np.transpose(kernel, (3, 2, 0, 1)))  # HWIO → OIHW
+  targets = {"conv1": "layer.0", "bn1": "layer.1", "conv2": "layer.3", "bn2": "layer.4",
+             "shortcut_conv": "shortcut.0", "shortcut_bn": "shortcut.1"}
   state = {}
   for i, block in enumerate(model.blocks):
     p, b, prefix = params[f"block{i + 1}"], stats.get(f"block{i + 1}", {}), f"blocks.{i}."
-    targets = {"conv1": "layer.0", "bn1": "layer.1", "conv2": "layer.3", "bn2": "layer.4",
-               "shortcut_conv": "shortcut.0", "shortcut_bn": "shortcut.1"}
     for name, target in targets.items():
       if name not in p:
         continue
@@ -161,6 +161,7 @@ def load_jax_variables(model: DanHAR, variables) -> DanHAR:
   state["fc.bias"] = tensor(params["classifier"]["bias"])
   model.load_state_dict(state, strict=True)
   return model
+
 
 def _sync(device: str) -> None:
   if device.startswith("cuda"):

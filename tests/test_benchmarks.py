@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import jax
-import pytest
-
 import numpy as np
 import optax
+import pytest
 
 from danhar_jax import models
 from tests.test_models import authors_config, with_random
