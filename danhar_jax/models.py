@@ -314,16 +314,14 @@ def toeplitz_conv(x, w, window_strides, padding, lhs_dilation=None, rhs_dilation
   (top, bottom), (left, right) = padding
   kh, kw, cin, features = w.shape
   n, _, width, _ = x.shape
-  x = jnp.pad(x, ((0, 0), (top, bottom), (0, 0), (0, 0)))
-  t_out = x.shape[1] - kh + 1
   w_out = width + left + right - kw + 1
-  cols = jnp.stack([x[:, i:i + t_out] for i in range(kh)], axis=2)      # [N, T, kh, W, C]
   tap = np.arange(width)[:, None] - np.arange(w_out)[None, :] + left     # [W_in, W_out]
   band = jnp.take(w, np.clip(tap, 0, kw - 1), axis=1)                    # [kh, W_in, W_out, C, F]
   band = jnp.where(((tap >= 0) & (tap < kw))[None, :, :, None, None], band, 0)
-  band = band.transpose(0, 1, 3, 2, 4).reshape(kh * width * cin, w_out * features)
-  y = cols.reshape(n, t_out, kh * width * cin) @ band.astype(x.dtype)
-  return y.reshape(n, t_out, w_out, features)
+  band = band.transpose(0, 1, 3, 2, 4).reshape(kh, width * cin, w_out * features)
+  # With the sensors merged into the channels, this is im2col's kh-tap conv along time.
+  x = jnp.pad(x, ((0, 0), (top, bottom), (0, 0), (0, 0))).reshape(n, -1, 1, width * cin)
+  return im2col_conv(x, band.astype(x.dtype), 1, 0).reshape(n, -1, w_out, features)
 
 
 def batch_norm_2d(y, conv_bias, train: bool, axis_name: str | None, dtype, name: str):
