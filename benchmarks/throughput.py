@@ -57,7 +57,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from danhar_jax import host_memory  # pylint: disable=g-import-not-at-top
+from danhar_jax import input_pipeline
 from danhar_jax import models
 from danhar_jax import parallel
 from danhar_jax import train
@@ -96,6 +97,9 @@ _QUIET_CORES = flags.DEFINE_float("quiet_cores", 0.25, "CPU cores other processe
 _QUIET_WAIT = flags.DEFINE_integer("quiet_wait", 0, "Before timing each setting, wait up to this "
                                    "many seconds for other processes to go quiet (CPU).")
 _JSON = flags.DEFINE_string("json", "", "Write the rows here as a JSON list.")
+_KEEP_FREED_MEMORY = flags.DEFINE_boolean(
+    "keep_freed_memory", True, "Keep host memory freed by one step for the next "
+    "(danhar_jax/host_memory.py), as main.py does. --nokeep_freed_memory shows glibc's default.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,10 +174,17 @@ def interleaved(runs: dict, repeats: int, warmup: int, steps: int) -> dict:
   before = cpu_seconds()
   for _ in range(repeats):
     for name, run in live.items():
-      start = time.perf_counter()
+      faults, start = minor_faults(), time.perf_counter()
       run(steps)
       out[name]["step_s"].append((time.perf_counter() - start) / steps)
+      out[name].setdefault("faults", []).append((minor_faults() - faults) / steps)
   return out, other_cores(before, cpu_seconds())
+
+
+def minor_faults() -> int:
+  """Page faults of this process so far: memory it touched for the first time (or again,
+  after giving it back), which the kernel had to map and zero."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def cpu_seconds() -> tuple[float, float, float] | None:
@@ -221,6 +232,7 @@ def stats(timing: dict, batch: int, prefix: str) -> dict:
   return {f"{prefix}_windows_per_s": batch / med * 1e3, f"{prefix}_ms": med,
           f"{prefix}_ms_min": float(ms.min()), f"{prefix}_ms_max": float(ms.max()),
           f"{prefix}_ms_iqr": float(q3 - q1),
+          f"{prefix}_page_faults_per_step": float(np.median(timing["faults"])),
           f"{prefix}_compile_s": max(timing["first_s"] - 2 * med / 1e3, 0.0)}
 
 
@@ -493,9 +505,11 @@ def print_rows(rows: list[dict]) -> None:
 
 def main(argv):
   del argv
+  # Before the first computation, which starts JAX's threads (host_memory explains why).
+  kept = _KEEP_FREED_MEMORY.value and host_memory.keep_freed_memory()
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
-  info = versions()
+  info = dict(versions(), freed_memory_kept=kept)
   print("versions: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
   configs = load_configs()
   torch_ok = _TORCH.value

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 
@@ -10,9 +11,17 @@ import pytest
 # One persistent XLA compilation cache for the whole session, subprocesses included (they inherit
 # the environment): the trainer tests compile the same steps many times, and a cached executable
 # is the same program, so bit-exact comparisons are unaffected.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="danhar_xla_cache_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="danhar_xla_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if "_CACHE" in globals():  # ours, not one the caller named: about 25 MB per run
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # CI clones the repository and puts shared/ beside it, as on the developers' machines.
