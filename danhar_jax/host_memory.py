@@ -36,6 +36,7 @@ def keep_freed_memory() -> bool:
   except (OSError, AttributeError):
     return False
   # One arena: a worker thread's own arena is capped at 64 MiB and falls back to mmap for a block
-  # this size. No mmap, and no trimming of the heap's free top: the freed block stays mapped.
+  # this size. No mmap, and no trimming of the heap's free top (-1: never; a 2 GiB threshold
+  # still unmapped PAMAP2's 2 GB im2col temporaries every step), so freed blocks stay mapped.
   return all(mallopt(param, value) == 1 for param, value in
-             ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1)))
+             ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
