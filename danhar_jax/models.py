@@ -99,14 +99,18 @@ def conv_k1(x, w, b, stride: int, padding: int, impl: str, dtype):
 def im2col_conv(x, w, stride: int, padding: int):
   """x `[N, T, S, C]` ⋆ w `[k, C, F]` along T as one matmul over k·C stacked columns."""
   k, cin, features = w.shape
+  return jnp.dot(im2col_columns(x, k, stride, padding), w.reshape(k * cin, features))
+
+
+def im2col_columns(x, kernel: int, stride: int, padding: int):
+  """The k time-shifted, strided slices of x `[N, T, S, C]`, stacked: `[N, T_out, S, k·C]`."""
   x = jnp.pad(x, ((0, 0), (padding, padding), (0, 0), (0, 0))) if padding else x
-  t_out = (x.shape[1] - k) // stride + 1
-  cols = [x[:, i:i + stride * (t_out - 1) + 1:stride] for i in range(k)]
+  t_out = (x.shape[1] - kernel) // stride + 1
+  cols = [x[:, i:i + stride * (t_out - 1) + 1:stride] for i in range(kernel)]
   # Stacking the slices on a new axis and merging it into the channels gives the same columns as
   # concatenating them, but XLA:CPU fuses the stack into the slices' producers and feeds the
   # matmul faster: eval +3-7%, training unchanged (benchmarks/README.md).
-  cols = jnp.stack(cols, axis=-2).reshape(*cols[0].shape[:-1], k * cin)
-  return jnp.dot(cols, w.reshape(k * cin, features))
+  return jnp.stack(cols, axis=-2).reshape(*cols[0].shape[:-1], kernel * x.shape[-1])
 
 
 # Winograd's minimal filtering (Lavin & Gray 2016, "Fast algorithms for convolutional neural
@@ -351,6 +355,50 @@ def batch_norm_2d(y, conv_bias, train: bool, axis_name: str | None, dtype, name:
   return out
 
 
+def patch_moments(cols, axis_name: str | None):
+  """Mean `[K]` and covariance `[K, K]` of the patch rows of `cols` `[..., K]` over the global
+  batch, and their number. Centred in two passes: raw accelerometer values carry a mean of ~1 g."""
+  rows = cols.reshape(-1, cols.shape[-1]).astype(jnp.float32)
+  pmean = (lambda v: v) if axis_name is None else functools.partial(jax.lax.pmean,
+                                                                    axis_name=axis_name)
+  mean = pmean(jnp.mean(rows, axis=0))
+  centred = rows - mean
+  covariance = pmean(centred.T @ centred / rows.shape[0])
+  count = rows.shape[0] * (1 if axis_name is None else jax.lax.psum(1, axis_name))
+  return mean, covariance, count
+
+
+class PatchBatchNorm(nn.Module):
+  """`batch_norm_2d` of a conv's output, in training, computed from the conv's input patches.
+
+  For the input layer (one channel, k = 6 taps) a conv output is y = P·w, with P the `[n, k]`
+  patch rows. Its batch mean is mean(P)·w and its batch variance wᵀ·cov(P)·w, so BatchNorm's
+  output is one matmul, P·(w·s) + (β - mean·s) with s = γ/√(var + ε). That skips the passes over
+  y that BatchNorm needs, forward (statistics, normalisation) and backward (two reductions and
+  an elementwise gradient), on the largest activations of the model. Same variables as
+  `nn.BatchNorm`, same running statistics as `batch_norm_2d` (conv bias in the mean, unbiased
+  variance); evaluation uses `batch_norm_2d`.
+  """
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, cols, moments, w, conv_bias):
+    mean_p, cov_p, count = moments
+    features = w.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (features,))
+    bias = self.param("bias", nn.initializers.zeros, (features,))
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,))
+    running_var = self.variable("batch_stats", "var", jnp.ones, (features,))
+    mean, var = mean_p @ w, jnp.sum((cov_p @ w) * w, axis=0)
+    if not self.is_initializing():
+      m = self.momentum
+      running_mean.value = m * running_mean.value + (1 - m) * (mean + conv_bias)
+      running_var.value = m * running_var.value + (1 - m) * var * count / (count - 1)
+    inverse = scale * jax.lax.rsqrt(var + self.epsilon)
+    return jnp.dot(cols, w * inverse) + (bias - mean * inverse)
+
+
 class Block(nn.Module):
   """Conv(k,1)/s → BN → ReLU → Conv(3,1) → BN → ReLU, then attention, then the projection shortcut."""
   features: int
@@ -375,8 +423,18 @@ class Block(nn.Module):
 
     bn = lambda name, y, source: batch_norm_2d(y, source.get_variable("params", "bias"), train,
                                                self.bn_axis_name, self.dtype, name)
-    if (self.residual and self.conv_impl == "winograd"
-        and winograd_applies(self.kernel, self.stride, x.shape[-1], self.dtype)):
+    if (train and x.shape[-1] == 1 and self.conv_impl != "xla"
+        and jnp.dtype(self.dtype) == jnp.float32):
+      # The 1-channel input layer: BatchNorm straight from the patches (PatchBatchNorm).
+      cols = im2col_columns(x, self.kernel, self.stride, self.padding)
+      moments = patch_moments(cols, self.bn_axis_name)
+      patch_bn = lambda name, source: PatchBatchNorm(name=name)(
+          cols, moments, source.weights(1)[0].reshape(self.kernel, self.features),
+          source.get_variable("params", "bias"))
+      normed1 = patch_bn("bn1", conv1)
+      normed_short = lambda: patch_bn("shortcut_bn", shortcut)
+    elif (self.residual and self.conv_impl == "winograd"
+          and winograd_applies(self.kernel, self.stride, x.shape[-1], self.dtype)):
       # conv1 and the shortcut read the same input with the same kernel and stride, so one
       # Winograd input transform (and, backwards, one overlap-add) serves both.
       (w1, b1), (w2, b2) = conv1.weights(x.shape[-1]), shortcut.weights(x.shape[-1])
@@ -384,11 +442,13 @@ class Block(nn.Module):
                      None if train else jnp.concatenate([b1, b2]),
                      self.stride, self.padding, self.conv_impl, self.dtype)
       y1, y_short = jnp.split(both, 2, axis=-1)
+      normed1, normed_short = bn("bn1", y1, conv1), lambda: bn("shortcut_bn", y_short, shortcut)
     else:
+      # Every conv feeds a BatchNorm, so training leaves the conv biases out (batch_norm_2d).
       y1 = conv1(x, add_bias=not train)
-      y_short = shortcut(x, add_bias=not train) if self.residual else None
-    # Every conv feeds a BatchNorm, so training leaves the conv biases out (batch_norm_2d).
-    h = nn.relu(bn("bn1", y1, conv1))
+      normed1 = bn("bn1", y1, conv1)
+      normed_short = lambda: bn("shortcut_bn", shortcut(x, add_bias=not train), shortcut)
+    h = nn.relu(normed1)
     h = nn.relu(bn("bn2", conv2(h, add_bias=not train), conv2))
     channel = lambda v: ChannelAttention(self.dtype, name="channel_attention")(v)
     temporal = lambda v: TemporalAttention(self.temporal_kernel, self.conv_impl, self.dtype,
@@ -399,7 +459,7 @@ class Block(nn.Module):
     for attend in order:
       h = attend(h)
     if self.residual:
-      h = h + bn("shortcut_bn", y_short, shortcut)
+      h = h + normed_short()
     return h
 
 

@@ -103,6 +103,31 @@ def test_winograd_trains_like_lax_conv():
   assert float(jnp.linalg.norm(got_flat - want_flat) / jnp.linalg.norm(want_flat)) < 5e-3
 
 
+@pytest.mark.parametrize("backbone", ["resnet", "cnn"])
+def test_input_layer_batch_norm_from_patches_equals_batch_norm_2d(backbone):
+  """In training, the 1-channel input layer's BatchNorms come from the patches' moments
+  (models.PatchBatchNorm); lax.conv keeps batch_norm_2d over the conv output. Raw accelerometer
+  values (a mean of ~1 g) check that the covariance is centred."""
+  config = authors_config("wisdm")
+  config.model.backbone = backbone
+  x = 9.8 + 4 * jax.random.normal(jax.random.key(1), (8, *config.input_shape))
+  variables = models.init_variables(models.create_model(config), config.input_shape)
+  variables = {**variables, "params": with_random(variables["params"], "'bias'", 0.5)}
+
+  def train_pass(impl):
+    config.model.conv_impl = impl
+    model = models.create_model(config)
+    return jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables)
+
+  (logits, updates), (want_logits, want_updates) = train_pass("im2col"), train_pass("xla")
+  np.testing.assert_allclose(logits, want_logits, rtol=1e-4, atol=1e-4)
+  for name in ("bn1", "shortcut_bn") if backbone == "resnet" else ("bn1",):
+    got, want = updates["batch_stats"]["block1"][name], want_updates["batch_stats"]["block1"][name]
+    np.testing.assert_allclose(got["mean"], want["mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["var"], want["var"], rtol=1e-5)
+  assert jax.tree.structure(updates) == jax.tree.structure(want_updates)
+
+
 def with_random(tree, keyword: str, scale: float, seed: int = 2):
   """`tree` with `scale`·N(0, 1) added to every leaf whose path contains `keyword`."""
   keys = iter(jax.random.split(jax.random.key(seed), len(jax.tree.leaves(tree))))
