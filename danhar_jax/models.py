@@ -425,7 +425,8 @@ class Block(nn.Module):
                                                self.bn_axis_name, self.dtype, name)
     if (train and x.shape[-1] == 1 and self.conv_impl != "xla"
         and jnp.dtype(self.dtype) == jnp.float32):
-      # The 1-channel input layer: BatchNorm straight from the patches (PatchBatchNorm).
+      # The 1-channel input layer: BatchNorm straight from the patches (PatchBatchNorm). Under
+      # 'xla' (GPUs, TPUs) the conv stays lax.conv, followed by batch_norm_2d.
       cols = im2col_columns(x, self.kernel, self.stride, self.padding)
       moments = patch_moments(cols, self.bn_axis_name)
       patch_bn = lambda name, source: PatchBatchNorm(name=name)(
