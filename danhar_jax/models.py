@@ -328,6 +328,15 @@ def toeplitz_conv(x, w, window_strides, padding, lhs_dilation=None, rhs_dilation
   return im2col_conv(x, band.astype(x.dtype), 1, 0).reshape(n, -1, w_out, features)
 
 
+# PyTorch's BatchNorm2d: momentum 0.1 on the new statistic is Flax's momentum 0.9 on the old.
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+
+
+def global_count(local: int, axis_name: str | None):
+  """`local` positions per device, summed over the devices of `axis_name` (the global batch)."""
+  return local * (1 if axis_name is None else jax.lax.psum(1, axis_name))
+
+
 def batch_norm_2d(y, conv_bias, train: bool, axis_name: str | None, dtype, name: str):
   """PyTorch's `BatchNorm2d` of a conv's output, as Flax's `nn.BatchNorm` named `name`.
 
@@ -340,14 +349,13 @@ def batch_norm_2d(y, conv_bias, train: bool, axis_name: str | None, dtype, name:
   PyTorch also updates its running variance with the unbiased batch variance, n/(n-1) times the
   biased one that Flax keeps; n counts every (window, time, sensor) position in the global batch.
   """
-  # PyTorch's momentum 0.1 on the new statistic is Flax's momentum 0.9 on the old.
-  norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+  norm = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                       axis_name=axis_name if train else None, dtype=dtype, name=name)
   if not train or norm.is_initializing():
     return norm(y)
   old_var = norm.get_variable("batch_stats", "var")
   out = norm(y)
-  count = y.size // y.shape[-1] * (1 if axis_name is None else jax.lax.psum(1, axis_name))
+  count = global_count(y.size // y.shape[-1], axis_name)
   mean, var = norm.get_variable("batch_stats", "mean"), norm.get_variable("batch_stats", "var")
   # Flax's new var is m·old + (1 - m)·v, so (1 - m)·v/(n - 1) = (var - m·old)/(n - 1).
   norm.put_variable("batch_stats", "var", var + (var - norm.momentum * old_var) / (count - 1))
@@ -364,8 +372,7 @@ def patch_moments(cols, axis_name: str | None):
   mean = pmean(jnp.mean(rows, axis=0))
   centred = rows - mean
   covariance = pmean(centred.T @ centred / rows.shape[0])
-  count = rows.shape[0] * (1 if axis_name is None else jax.lax.psum(1, axis_name))
-  return mean, covariance, count
+  return mean, covariance, global_count(rows.shape[0], axis_name)
 
 
 class PatchBatchNorm(nn.Module):
@@ -379,8 +386,8 @@ class PatchBatchNorm(nn.Module):
   `nn.BatchNorm`, same running statistics as `batch_norm_2d` (conv bias in the mean, unbiased
   variance); evaluation uses `batch_norm_2d`.
   """
-  momentum: float = 0.9
-  epsilon: float = 1e-5
+  momentum: float = BN_MOMENTUM
+  epsilon: float = BN_EPSILON
 
   @nn.compact
   def __call__(self, cols, moments, w, conv_bias):
