@@ -35,10 +35,10 @@ flags.DEFINE_bool("distributed", False, "Multi-host run whose cluster (SLURM, Cl
 
 def main(argv):
   del argv
-  # Before JAX starts its threads: without it, XLA:CPU's step temporaries are unmapped and
-  # faulted in again every step (danhar_jax/host_memory.py; a WISDM step trains about 20% faster).
+  # Before JAX starts its threads, and on the CPU backend only: XLA:CPU's step temporaries are
+  # otherwise unmapped and faulted in again every step (danhar_jax/host_memory.py).
   from danhar_jax import host_memory
-  host_memory.keep_freed_memory()
+  host_memory.keep_freed_memory_on_cpu()
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
   user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
   try:

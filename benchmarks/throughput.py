@@ -31,6 +31,7 @@ interleaved with the steps. Each row also records the CPU cores other processes 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -74,6 +75,18 @@ _CONFIGS = flags.DEFINE_list(
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64"], "Global batch sizes.")
 _DTYPES = flags.DEFINE_list("dtypes", [], "Compute dtypes (float32, bfloat16); default: "
                             "the config's config.model.dtype.")
+_NUMERICS = flags.DEFINE_list(
+    "numerics", [], "dtype:matmul_precision pairs, e.g. float32:highest,float32:high,bfloat16 "
+    "(TF32 off, TF32 on, bf16 on a GPU). Overrides --dtypes; a missing precision is the "
+    "config's config.matmul_precision. The PyTorch peer is set to the same precision.")
+_PARALLELISM = flags.DEFINE_list("parallelism", ["pmap"], "How the JAX steps are mapped: pmap, "
+                                 "shard_map (jit of shard_map), or both.")
+_TIME_BUDGET = flags.DEFINE_float("time_budget_s", 0, "If > 0, settings that would start after "
+                                  "this many seconds are recorded as not run, not timed.")
+_WIDTHS = flags.DEFINE_list("widths", [], "Override config.model.widths of every config, e.g. "
+                            "16,32,48: a quick rehearsal of the script on a CPU.")
+_APPEND = flags.DEFINE_boolean("append", False, "Add the rows to those already in --json.")
+_MARKDOWN = flags.DEFINE_string("markdown", "", "Also write the table of all rows here.")
 _CONV_IMPLS = flags.DEFINE_list("conv_impls", [], "config.model.conv_impl values to compare "
                                 "(im2col, winograd, xla); default: the config's.")
 _DEVICES = flags.DEFINE_list("devices", ["1"], "Local device counts; 'N' or 'all' = every "
@@ -111,13 +124,17 @@ def load_configs() -> list[tuple[str, object]]:
   out = []
   if _CONFIG.value is not None:
     out.append((config_label(flags.FLAGS["config"].config_filename), _CONFIG.value))
-  for spec in _CONFIGS.value:
+  for spec in dict.fromkeys(_CONFIGS.value):
     path, _, arg = spec.partition(":")
     name = pathlib.Path(path).stem
     module = importlib.import_module(f"configs.{name}")
     out.append((config_label(spec), module.get_config(arg or None)))
   if not out:
     out = [(name, importlib.import_module(f"configs.{name}").get_config()) for name in DATASETS]
+  if _WIDTHS.value:
+    for _, config in out:
+      with config.unlocked():
+        config.model.widths = tuple(map(int, _WIDTHS.value))
   return out
 
 
@@ -135,11 +152,51 @@ def device_counts() -> list[int]:
   return list(dict.fromkeys(counts))
 
 
-def with_model(config, dtype: str, impl: str):
+def with_model(config, dtype: str, impl: str, precision: str | None = None):
   config = config.copy_and_resolve_references()
   with config.unlocked():
-    config.model.dtype, config.model.conv_impl = dtype, impl
+    config.model.dtype, config.model.conv_impl = dtype, models.resolve_conv_impl(impl)
+    if precision is not None:
+      config.matmul_precision = precision
   return config
+
+
+def numerics(config) -> list[tuple[str, str]]:
+  """(dtype, matmul precision) pairs to time, from --numerics, else --dtypes."""
+  default = config.get("matmul_precision", "default")
+  if _NUMERICS.value:
+    pairs = [(item.partition(":")[0], item.partition(":")[2] or default)
+             for item in _NUMERICS.value]
+  else:
+    pairs = [(dtype, default) for dtype in _DTYPES.value or [config.model.dtype]]
+  for dtype, precision in pairs:
+    if dtype not in ("float32", "bfloat16") or precision not in train.MATMUL_PRECISIONS:
+      raise ValueError(f"--numerics item {dtype}:{precision}: dtype must be float32 or "
+                       f"bfloat16, precision one of {', '.join(train.MATMUL_PRECISIONS)}.")
+  return pairs
+
+
+# Dense datasheet rates per chip, in TFLOP/s, for MFU against the vendor's peak (the H200's
+# arithmetic is the H100 SXM's). Keys are substrings of jax's device_kind.
+DATASHEET_TFLOPS = {"H200": {"bfloat16": 989.4, "tf32": 494.7, "float32": 66.9},
+                    "H100": {"bfloat16": 989.4, "tf32": 494.7, "float32": 66.9},
+                    "A100": {"bfloat16": 312.0, "tf32": 156.0, "float32": 19.5}}
+
+
+def datasheet_tflops(device_kind: str, dtype: str, precision: str) -> float | None:
+  """The vendor's dense peak for this numerics on this chip, or None if not in the table."""
+  for chip, rates in DATASHEET_TFLOPS.items():
+    if chip in device_kind:
+      if dtype == "bfloat16":
+        return rates["bfloat16"]
+      return rates["float32" if precision == "highest" else "tf32"]
+  return None
+
+
+def is_oom(error: BaseException | str) -> bool:
+  text = str(error)
+  return ("RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+          or type(error).__name__ == "OutOfMemoryError")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +220,7 @@ def interleaved(runs: dict, repeats: int, warmup: int, steps: int) -> dict:
       run(1)
       run(1)
     except Exception as e:  # pylint: disable=broad-except
-      out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+      out[name] = {"error": "OOM" if is_oom(e) else f"{type(e).__name__}: {e}"[:300]}
       print(f"  {name}: unavailable: {out[name]['error']}", flush=True)
       continue
     out[name] = {"first_s": time.perf_counter() - start, "step_s": []}
@@ -240,13 +297,14 @@ def peak_size() -> int:
   return _PEAK_SIZE.value or (2048 if jax.default_backend() == "cpu" else 8192)
 
 
-def matmul_run(dtype: str, size: int):
-  """run(n): n jitted square matmuls in `dtype` on the default device. Its FLOP/s, timed among
-  the model's steps, is the MFU denominator: the same device, dtype and machine load."""
+def matmul_run(dtype: str, size: int, precision: str = "default"):
+  """run(n): n jitted square matmuls in `dtype` and `precision` on the default device. Its
+  FLOP/s, timed among the model's steps, is the MFU denominator: the same device, numerics and
+  machine load."""
   key_a, key_b = jax.random.split(jax.random.key(0))
   a = jax.random.normal(key_a, (size, size), dtype)
   b = jax.random.normal(key_b, (size, size), dtype)
-  matmul = jax.jit(jnp.matmul)
+  matmul = jax.jit(train.with_matmul_precision(jnp.matmul, precision))
 
   def run(n):
     for _ in range(n):
@@ -266,23 +324,27 @@ def synthetic_split(config, n: int, seed: int = 0) -> dict:
           "label": rng.integers(0, config.num_classes, n).astype(np.int32)}
 
 
-def jax_runs(config, batch: int, n_dev: int) -> dict:
+def jax_runs(config, batch: int, n_dev: int, mode: str = "pmap") -> dict:
   """{'train', 'eval', 'pipeline'}: run(n) closures over the trainer's mapped functions.
 
   Mirrors `train.Trainer` on the first `n_dev` local devices (pmap maps over the leading axis,
-  so replicating to n devices is all it takes to use n).
+  so replicating to n devices is all it takes to use n; shard_map takes all local devices).
   """
-  if batch % n_dev:
-    raise ValueError(f"batch {batch} is not divisible by {n_dev} devices")
+  train.check_batch_divides(batch, n_dev, "--batch_sizes")
+  if mode == "shard_map" and n_dev != jax.local_device_count():
+    raise ValueError(f"shard_map maps over all {jax.local_device_count()} local devices, "
+                     f"not {n_dev}")
   devices = jax.local_devices()[:n_dev]
-  par = parallel.Parallel("pmap")
+  par = parallel.Parallel(mode)
   replicate = lambda tree: par.replicate(tree, devices)
   model = models.create_model(config, bn_axis_name=parallel.AXIS)
   n_split = max(_SPLIT.value, batch)
   data = replicate(synthetic_split(config, n_split))
+  precision = config.get("matmul_precision", "default")
   p_gather = par.map(train.gather, (True, False), False)
-  p_train = par.map(train.train_step, (True, False), (True, True), donate_argnums=(0,))
-  p_eval = par.map(train.eval_step, (True, False), True)
+  p_train = par.map(train.with_matmul_precision(train.train_step, precision), (True, False),
+                    (True, True), donate_argnums=(0,))
+  p_eval = par.map(train.with_matmul_precision(train.eval_step, precision), (True, False), True)
   steps_per_epoch = n_split // batch
   box = {"state": replicate(train.create_train_state(config, model, steps_per_epoch))}
 
@@ -324,6 +386,7 @@ def torch_runs(config, batch: int, compile_: bool) -> tuple[dict, dict]:
     import torch_reference  # pylint: disable=import-outside-toplevel
   except ImportError:
     return {}, {"skipped": "torch not installed: peer skipped"}
+  precision = torch_reference.set_matmul_precision(config.get("matmul_precision", "default"))
   platform_ = jax.default_backend()
   device = torch_reference.default_device()
   if (platform_ == "gpu") != (device == "cuda"):
@@ -337,7 +400,7 @@ def torch_runs(config, batch: int, compile_: bool) -> tuple[dict, dict]:
     bound = peer == "torch_compile"
     runs[f"{peer}/train"] = repeat(train_step, device, bound)
     runs[f"{peer}/eval"] = repeat(eval_step, device, bound)
-  return runs, torch_reference.versions()
+  return runs, {**torch_reference.versions(), **precision}
 
 
 def repeat(step, device: str, bounded: bool):
@@ -381,30 +444,36 @@ class alarm:  # pylint: disable=invalid-name
 
 
 def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[str],
-            torch_ok: bool) -> tuple[list[dict], dict]:
+            torch_ok: bool, precision: str = "default") -> tuple[list[dict], dict]:
   """Rows for the JAX impls (and, on one device, the peers) of one setting, timed together."""
+  device_kind = jax.devices()[0].device_kind
   base = {"config": label, "dataset": config.dataset, "variant": config.model.backbone + "/" +
-          config.model.attention, "dtype": dtype, "batch_size": batch, "devices": n_dev,
-          "device": jax.devices()[0].device_kind, "platform": jax.default_backend()}
+          config.model.attention, "dtype": dtype, "matmul_precision": precision,
+          "batch_size": batch, "devices": n_dev, "device": device_kind,
+          "platform": jax.default_backend()}
   flops = models.forward_flops(models.create_model(with_model(config, dtype, impls[0])),
                                config.input_shape)
   runs, meta = {}, {}
-  for impl in impls:
-    try:
-      for part, run in jax_runs(with_model(config, dtype, impl), batch, n_dev).items():
-        runs[f"jax:{impl}/{part}"] = run
-    except Exception as e:  # pylint: disable=broad-except
-      meta[f"jax:{impl}"] = f"{type(e).__name__}: {e}"[:300]
+  modes = [m for m in _PARALLELISM.value if m != "shard_map" or n_dev == jax.local_device_count()]
+  for impl in dict.fromkeys(models.resolve_conv_impl(i) for i in impls):
+    for mode in modes:
+      who = f"jax:{impl}" + ("" if mode == "pmap" else f":{mode}")
+      try:
+        for part, run in jax_runs(with_model(config, dtype, impl, precision), batch, n_dev,
+                                  mode).items():
+          runs[f"{who}/{part}"] = run
+      except Exception as e:  # pylint: disable=broad-except
+        meta[who] = "OOM" if is_oom(e) else f"{type(e).__name__}: {e}"[:300]
   if torch_ok and n_dev == 1:
     try:
-      peer_runs, info = torch_runs(with_model(config, dtype, impls[0]), batch,
+      peer_runs, info = torch_runs(with_model(config, dtype, impls[0], precision), batch,
                                    _TORCH_COMPILE.value)
     except Exception as e:  # pylint: disable=broad-except
-      peer_runs, info = {}, {"skipped": f"{type(e).__name__}: {e}"[:300]}
+      peer_runs, info = {}, {"skipped": "OOM" if is_oom(e) else f"{type(e).__name__}: {e}"[:300]}
     runs.update(peer_runs)
     meta.update(info)
   size = peak_size()
-  runs["peak/matmul"] = matmul_run(dtype, size)
+  runs["peak/matmul"] = matmul_run(dtype, size, precision)
   steps = _STEPS.value or (1 if jax.default_backend() == "cpu" else 20)
   if _QUIET_WAIT.value:
     waited = wait_until_quiet(_QUIET_CORES.value, _QUIET_WAIT.value)
@@ -420,11 +489,17 @@ def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[
   print(f"  matmul peak ({size}×{size} @ {size}×{size}, {dtype}, median of {_REPEATS.value}, "
         f"interleaved with the steps): {peak / 1e12:.4f} TFLOP/s per device", flush=True)
   peak *= n_dev
+  sheet = datasheet_tflops(device_kind, dtype, precision)
   rows = []
   for who in dict.fromkeys(name.split("/")[0] for name in runs if name != "peak/matmul"):
-    row = dict(base, impl=who.split(":")[-1], peer=not who.startswith("jax:"),
-               forward_mflop_per_window=flops / 1e6,
-               train_flop_per_window=3 * flops, peak_tflops=peak / 1e12)
+    parts = who.split(":")
+    row = dict(base, impl=parts[1] if len(parts) > 1 else parts[0],
+               parallelism=(parts[2] if len(parts) > 2 else "pmap") if len(parts) > 1 else None,
+               peer=not who.startswith("jax:"), forward_mflop_per_window=flops / 1e6,
+               train_flop_per_window=3 * flops, peak_tflops=peak / 1e12,
+               datasheet_tflops=sheet * n_dev if sheet else None)
+    if row["peer"]:
+      row.update({k: v for k, v in meta.items() if k.startswith("torch_allow")})
     for part in ("train", "eval"):
       if f"{who}/{part}" in timing:
         row.update(stats(timing[f"{who}/{part}"], batch, part))
@@ -433,6 +508,8 @@ def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[
       row[f"{part}_tflops"] = rate * factor * flops / 1e12 if rate else None
     row["mfu"] = row["train_tflops"] * 1e12 / peak if row["train_tflops"] else None
     row["eval_mfu"] = row["eval_tflops"] * 1e12 / peak if row["eval_tflops"] else None
+    row["mfu_datasheet"] = (row["train_tflops"] / row["datasheet_tflops"]
+                            if row["train_tflops"] and sheet else None)
     if f"{who}/pipeline" in timing:
       pipe = stats(timing[f"{who}/pipeline"], batch, "pipeline")
       row["pipeline_windows_per_s"] = pipe.get("pipeline_windows_per_s")
@@ -441,7 +518,9 @@ def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[
     rows.append(row)
   for key, why in meta.items():
     if key.startswith("jax:"):
-      rows.append(dict(base, impl=key[4:], peer=False, error=why))
+      parts = key.split(":")
+      rows.append(dict(base, impl=parts[1], peer=False, error=why,
+                       parallelism=parts[2] if len(parts) > 2 else "pmap"))
   add_ratios(rows)
   return rows, meta
 
@@ -481,32 +560,42 @@ def fmt(value, spec=".1f") -> str:
 
 
 def print_rows(rows: list[dict]) -> None:
-  head = ("config", "dtype", "batch", "dev", "impl", "train win/s", "ms/step [min-max]",
-          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU", "compile s", "vs peer",
-          "others' cores")
-  print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+  print(table(rows))
+
+
+def table(rows: list[dict]) -> str:
+  """The rows as a Markdown table: one line per contender of each setting."""
+  head = ("config", "numerics", "batch", "dev", "impl", "train win/s", "ms/step [min-max]",
+          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU (measured peak)",
+          "MFU (datasheet)", "compile s", "vs peer", "others' cores")
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    if "error" in r:
-      print(f"| {r['config']} | {r['dtype']} | {r['batch_size']} | {r['devices']} | "
-            f"{r['impl']} | unavailable: {r['error']} |")
+    numerics_ = f"{r['dtype']}/{r.get('matmul_precision', 'default')}"
+    impl = r["impl"] + (f" ({r['parallelism']})" if r.get("parallelism") not in (None, "pmap")
+                        else "")
+    if "error" in r or "not_run" in r:
+      why = f"unavailable: {r['error']}" if "error" in r else f"not run: {r['not_run']}"
+      lines.append(f"| {r['config']} | {numerics_} | {r['batch_size']} | {r['devices']} | "
+                   f"{impl} | {why} |")
       continue
     spread = lambda p: (f"{fmt(r.get(p + '_ms'))} [{fmt(r.get(p + '_ms_min'), '.0f')}-"
                         f"{fmt(r.get(p + '_ms_max'), '.0f')}]")
     ratios = ", ".join(f"{k.split('_over_')[1]} ×{v:.2f} ({k.split('_')[0]})"
                        for k, v in r.items() if "_over_torch" in k)
-    cells = (r["config"], r["dtype"], r["batch_size"], r["devices"], r["impl"],
+    cells = (r["config"], numerics_, r["batch_size"], r["devices"], impl,
              fmt(r.get("train_windows_per_s")), spread("train"),
              fmt(r.get("eval_windows_per_s")), spread("eval"),
              fmt(r.get("train_tflops"), ".4f"), fmt(r.get("mfu"), ".1%"),
-             fmt(r.get("train_compile_s"), ".1f"), ratios or "-",
-             fmt(r.get("other_cores_during_timing"), ".2f"))
-    print("| " + " | ".join(map(str, cells)) + " |")
+             fmt(r.get("mfu_datasheet"), ".1%"), fmt(r.get("train_compile_s"), ".1f"),
+             ratios or "-", fmt(r.get("other_cores_during_timing"), ".2f"))
+    lines.append("| " + " | ".join(map(str, cells)) + " |")
+  return "\n".join(lines)
 
 
 def main(argv):
   del argv
   # Before the first computation, which starts JAX's threads (host_memory explains why).
-  kept = _KEEP_FREED_MEMORY.value and host_memory.keep_freed_memory()
+  kept = _KEEP_FREED_MEMORY.value and host_memory.keep_freed_memory_on_cpu()
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   info = dict(versions(), freed_memory_kept=kept)
@@ -527,17 +616,25 @@ def main(argv):
       print(f"  (at the authors' 107-channel, 17-class shape: "
             f"{models.forward_flops(models.create_model(authors), (64, 107)) / 1e6:,.0f} "
             "MFLOP/window)")
-  rows = []
+  rows = previous_rows()
+  started = time.perf_counter()
   for label, config in configs:
     impls = _CONV_IMPLS.value or [config.model.conv_impl]
-    for dtype in _DTYPES.value or [config.model.dtype]:
+    for dtype, precision in numerics(config):
       for batch in map(int, _BATCH_SIZES.value):
         for n_dev in device_counts():
-          print(f"== {label} {dtype} batch {batch} on {n_dev} device(s): "
+          print(f"== {label} {dtype}/{precision} batch {batch} on {n_dev} device(s): "
                 f"{', '.join(impls)}", flush=True)
-          new, meta = measure(label, config, dtype, batch, n_dev, impls, torch_ok)
-          if "skipped" in meta:
-            print("  " + meta["skipped"])
+          if _TIME_BUDGET.value and time.perf_counter() - started > _TIME_BUDGET.value:
+            new = [{"config": label, "dataset": config.dataset, "dtype": dtype,
+                    "matmul_precision": precision, "batch_size": batch, "devices": n_dev,
+                    "impl": "all", "peer": False,
+                    "not_run": f"--time_budget_s={_TIME_BUDGET.value:g} spent"}]
+          else:
+            new, meta = measure(label, config, dtype, batch, n_dev, impls, torch_ok, precision)
+            if "skipped" in meta:
+              print("  " + meta["skipped"])
+            gc.collect()  # an OOM setting's buffers go before the next one allocates
           print_rows(new)
           rows.extend(dict(row, versions=info) for row in new)
           write_json(rows)  # after every setting, so a run cut short keeps what it measured
@@ -552,11 +649,22 @@ def main(argv):
     print(f"wrote {len(rows)} rows to {_JSON.value}")
 
 
+def previous_rows() -> list[dict]:
+  """With --append, the rows already in --json (a sweep split over several invocations)."""
+  if _APPEND.value and _JSON.value and pathlib.Path(_JSON.value).exists():
+    return json.loads(pathlib.Path(_JSON.value).read_text())
+  return []
+
+
 def write_json(rows: list[dict]) -> None:
   if _JSON.value:
     path = pathlib.Path(_JSON.value)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=1))
+  if _MARKDOWN.value:
+    path = pathlib.Path(_MARKDOWN.value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table(rows) + "\n")
 
 
 if __name__ == "__main__":

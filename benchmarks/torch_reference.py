@@ -217,6 +217,21 @@ def time_steps(step, repeats: int, warmup: int) -> tuple[float, list[float]]:
   return first, times
 
 
+def set_matmul_precision(precision: str) -> dict:
+  """Sets PyTorch's float32 matmul and cuDNN conv precision to match JAX's `precision`.
+
+  'highest' is full float32 on both; 'high' and 'default' allow TF32 on both, as JAX's GPU
+  default does (PyTorch's own default differs: TF32 convs but float32 matmuls). Returns the
+  flags, for the benchmark rows.
+  """
+  tf32 = precision != "highest"
+  torch.backends.cuda.matmul.allow_tf32 = tf32
+  torch.backends.cudnn.allow_tf32 = tf32
+  torch.set_float32_matmul_precision("high" if tf32 else "highest")
+  return {"torch_allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+          "torch_allow_tf32_cudnn": torch.backends.cudnn.allow_tf32}
+
+
 def default_device() -> str:
   return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -59,12 +59,11 @@ def get_config():
   # matrix with one mean and variance. Argmax is unchanged; the loss scale is not. Off by default.
   config.model.logit_standardization = False
   config.model.dtype = "float32"               # compute dtype; 'bfloat16' keeps float32 params
-  # How the (k,1) convs are computed; all three share parameters and checkpoints. 'winograd' is
-  # the fastest on CPU for every dataset (1.2-1.7x im2col, benchmarks/README.md); 'im2col' is one
-  # matmul per conv; 'xla' is lax.conv, the natural choice on GPU and TPU (unmeasured there).
-  # Winograd is float32 only; with dtype='bfloat16' it computes as im2col (rounding, models.py).
-  # The temporal attention's conv is lax.conv under 'xla' and one matmul under the other two.
-  config.model.conv_impl = "winograd"
+  # How the (k,1) convs are computed; all share parameters and checkpoints. 'auto' picks once,
+  # when the model is created: 'xla' (lax.conv) on GPU and TPU, 'winograd' on CPU, where it is
+  # the fastest (benchmarks/README.md). 'im2col' is one matmul per conv. Winograd is float32
+  # only; in bfloat16 it computes as im2col.
+  config.model.conv_impl = "auto"
 
   # Optimisation: PyTorch Adam with coupled L2 `weight_decay` (not AdamW), per-epoch LR schedule.
   config.batch_size = 210                      # global batch; per device = batch_size / devices
@@ -77,6 +76,9 @@ def get_config():
   config.num_epochs = 500
   config.steps_per_epoch = -1                  # -1: every full batch of the train split
   config.seed = 0
+  # Matmul and conv precision of the steps: 'highest' is full float32; 'high' and 'default'
+  # let GPUs use TF32 (TPUs: 3 or 1 bfloat16 passes). 'default' leaves JAX's own setting.
+  config.matmul_precision = "default"
 
   # Running.
   config.parallelism = "pmap"                  # 'pmap' | 'shard_map' (the same per-device step)

@@ -35,7 +35,21 @@ import numpy as np
 
 BACKBONES = ("cnn", "resnet")
 ATTENTIONS = ("none", "channel", "temporal", "channel_temporal", "temporal_channel")
-CONV_IMPLS = ("im2col", "winograd", "xla")
+CONV_IMPLS = ("auto", "im2col", "winograd", "xla")
+ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
+
+
+def resolve_conv_impl(name: str, backend: str | None = None) -> str:
+  """The conv algorithm `name` stands for on `backend` (default: JAX's default backend).
+
+  'auto' is lax.conv on accelerators, where XLA's own conv kernels and fusions are the natural
+  path, and Winograd on CPU, the fastest there. The CPU algorithms are never chosen for a GPU.
+  """
+  if name not in CONV_IMPLS:
+    raise ValueError(f"config.model.conv_impl={name!r} is not one of {', '.join(CONV_IMPLS)}.")
+  if name != "auto":
+    return name
+  return "xla" if (backend or jax.default_backend()) in ACCELERATORS else "winograd"
 
 
 def torch_uniform(fan_in: int):
@@ -539,7 +553,8 @@ def create_model(config, bn_axis_name: str | None = None) -> DanHAR:
       widths=tuple(m.widths), kernel=m.kernel, strides=tuple(m.strides), padding=m.padding,
       kernel2=m.kernel2, temporal_kernel=tuple(m.temporal_kernel),
       time_as_channels=m.time_as_channels, logit_standardization=m.logit_standardization,
-      conv_impl=m.conv_impl, bn_axis_name=bn_axis_name, dtype=jnp.dtype(m.dtype))
+      conv_impl=resolve_conv_impl(m.conv_impl), bn_axis_name=bn_axis_name,
+      dtype=jnp.dtype(m.dtype))
 
 
 def init_variables(model: DanHAR, input_shape: Sequence[int], seed: int = 0):

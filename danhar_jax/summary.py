@@ -17,6 +17,9 @@ def summary(config) -> str:
       f"model: backbone={config.model.backbone} attention={config.model.attention} "
       f"input (time, sensors)={tuple(config.input_shape)} classes={config.num_classes}"
       f"{' time_as_channels' if config.model.time_as_channels else ''}",
+      f"compute on {jax.default_backend()}: dtype={config.model.dtype} conv_impl="
+      f"{model.conv_impl} (config: {config.model.conv_impl}) matmul_precision="
+      f"{config.get('matmul_precision', 'default')}",
       f"forward FLOPs per window: {flops:,} ({flops / 1e6:.1f} MFLOP)",
       f"parameters: {n:,} = {n / 2**20:.2f} M (the paper's M is 2^20) = {n / 1e6:.3f} million",
       f"params: {n}",

@@ -8,6 +8,7 @@ same global batch. `config.parallelism` maps them with `jax.pmap` or `jax.shard_
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -82,6 +83,39 @@ def create_train_state(config, model, steps_per_epoch: int) -> TrainState:
 # ---------------------------------------------------------------------------------------------
 # The per-device steps.
 
+MATMUL_PRECISIONS = ("default", "high", "highest")
+
+
+def with_matmul_precision(step, precision: str):
+  """`step` traced under `jax.default_matmul_precision(precision)`: its matmuls and convs, and
+  their gradients, carry that precision. 'default' leaves JAX's own (or the environment's)."""
+  if precision not in MATMUL_PRECISIONS:
+    raise ValueError(f"config.matmul_precision={precision!r} is not one of "
+                     f"{', '.join(MATMUL_PRECISIONS)}.")
+  if precision == "default":
+    return step
+
+  @functools.wraps(step)
+  def traced_with_precision(*args):
+    with jax.default_matmul_precision(precision):
+      return step(*args)
+
+  return traced_with_precision
+
+
+def divisible_batches(batch: int, devices: int) -> tuple[int, ...]:
+  """The multiples of `devices` nearest to `batch`, below and above (one if it divides)."""
+  below = max(batch // devices * devices, devices)
+  return tuple(dict.fromkeys((below, -(-batch // devices) * devices)))
+
+
+def check_batch_divides(batch: int, devices: int, field: str = "config.batch_size") -> None:
+  """Fails before anything compiles if the global batch does not split evenly over devices."""
+  if batch % devices:
+    raise ValueError(f"{field}={batch} does not divide across the {devices} devices; use "
+                     f"{' or '.join(map(str, divisible_batches(batch, devices)))} "
+                     f"({field} is the global batch).")
+
 
 def gather(data, idx):
   """Gathers a batch from the device-resident split: the input pipeline's only per-step work."""
@@ -148,9 +182,7 @@ class Trainer:
     self.train_split = train
     self.n_train, self.n_test = input_pipeline.size(train), input_pipeline.size(test)
     n_dev, n_proc = jax.device_count(), jax.process_count()
-    if config.batch_size % n_dev:
-      raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the "
-                       f"{n_dev} devices.")
+    check_batch_divides(config.batch_size, n_dev)
     self.global_batch = config.batch_size
     self.eval_batch = -(-config.eval_batch_size // n_dev) * n_dev
     full = self.n_train // self.global_batch
@@ -160,6 +192,10 @@ class Trainer:
     self.steps_per_epoch = min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
     self.total_steps = config.num_epochs * self.steps_per_epoch
     self.model = models.create_model(config, bn_axis_name=AXIS)
+    precision = config.get("matmul_precision", "default")
+    logging.info("Model: %s/%s, %s, conv_impl %s (config: %s), matmul precision %s.",
+                 config.model.backbone, config.model.attention, config.model.dtype,
+                 self.model.conv_impl, config.model.conv_impl, precision)
     logging.info("Devices: %d (%d per process, %d processes, %s); global batch %d, per-device "
                  "batch %d; %d steps/epoch over %d train windows (%d sit out each epoch, a "
                  "different random set each time); %d test windows.",
@@ -185,8 +221,9 @@ class Trainer:
     self.test_signal = own_test["signal"]
     self.test_data = self.par.replicate({k: test[k] for k in ("signal", "label")})
     self.p_gather = self.par.map(gather, (True, False), False)
-    self.p_train = self.par.map(train_step, (True, False), (True, True), donate_argnums=(0,))
-    self.p_eval = self.par.map(eval_step, (True, False), True)
+    self.p_train = self.par.map(with_matmul_precision(train_step, precision), (True, False),
+                                (True, True), donate_argnums=(0,))
+    self.p_eval = self.par.map(with_matmul_precision(eval_step, precision), (True, False), True)
     # Queued shard_map steps can deadlock XLA:CPU's collectives (stack.md §2): block every step.
     self.block_each_step = (config.parallelism == "shard_map"
                             and jax.devices()[0].platform == "cpu")
@@ -333,7 +370,10 @@ def save(mngr, t: Trainer, pstate, step: int, config) -> None:
   state = jax.device_get(t.par.unreplicate(pstate))
   mngr.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
-      config=ocp.args.JsonSave(config.to_dict()),
+      # With what 'auto' resolved to on this backend, so a run says how it was computed.
+      config=ocp.args.JsonSave({**config.to_dict(), "resolved": {
+          "conv_impl": t.model.conv_impl, "backend": jax.default_backend(),
+          "matmul_precision": config.get("matmul_precision", "default")}}),
       pipeline=ocp.args.JsonSave({"seed": config.seed, "epoch": epoch, "step_in_epoch": s,
                                   "global_batch": t.global_batch,
                                   "steps_per_epoch": t.steps_per_epoch})))

@@ -15,6 +15,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="danhar_xla_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# Tests compare numbers: full float32 matmuls and convs everywhere, subprocesses included (a GPU
+# would otherwise use TF32). JAX reads this when it is first imported, after this file.
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -34,3 +37,17 @@ def shared_data():
   if not SHARED_DATA.exists():
     pytest.skip(f"real data not found at {SHARED_DATA}")
   return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+  """On an accelerator, tests that split the CPU into several JAX devices cannot run: say so."""
+  del config
+  from danhar_jax import host_memory  # pylint: disable=import-outside-toplevel
+  platform = host_memory.expected_platform()
+  if platform == "cpu":
+    return
+  skip = pytest.mark.skip(reason=f"needs several host CPU devices (xla_force_host_platform_"
+                          f"device_count); JAX runs on {platform} here")
+  for item in items:
+    if "host_devices" in item.keywords:
+      item.add_marker(skip)

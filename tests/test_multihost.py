@@ -50,6 +50,7 @@ def run_two_processes(common, workdir, env) -> list[str]:
   return logs
 
 
+@pytest.mark.host_devices
 def test_two_processes_match_one_process(tmp_path, wisdm_data):
   env = dict(os.environ, DANHAR_OFFLINE="1", JAX_PLATFORMS="cpu")
   common = [sys.executable, "main.py", *FLAGS, f"--config.data_dir={wisdm_data}"]
@@ -83,6 +84,7 @@ def test_two_processes_match_one_process(tmp_path, wisdm_data):
   assert sum(map(sum, two_metrics[-1]["confusion"])) == sum(map(sum, one_metrics[-1]["confusion"]))
 
 
+@pytest.mark.host_devices
 def test_weakly_localisation_is_reduced_over_processes(tmp_path):
   """Each process scores localisation on its half of the test split; the weighted means must equal
   one process's scores on the whole split (the same trained model, up to reduction order)."""

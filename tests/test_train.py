@@ -240,6 +240,7 @@ def run_on_devices(n, modes, workdir):
   return dict(np.load(os.path.join(workdir, f"params_{n}.npz")))
 
 
+@pytest.mark.host_devices
 def test_pmap_and_shard_map_on_two_devices_match_one_device(tmp_path):
   """Same global batch (32) on 1 and 2 CPU devices: synchronised BatchNorm, averaged gradients.
 

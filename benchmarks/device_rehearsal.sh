@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs both device calls on this CPU the way the GPU machine runs them, with QUICK sizes. It must
+# pass before any GPU run.
+#
+#   bash benchmarks/device_rehearsal.sh        # about 10 minutes; everything under .rehearsal/
+#
+# - A fresh venv holding only packages of the GPU image (benchmarks/device/image_packages.txt), at
+#   the closest versions reachable here (jax 0.10.2 for the image's 0.11.2, torch 2.13.0 CPU for
+#   its 2.11.0, this machine's Python for its 3.12); what else pip brings is removed again.
+# - The GPU's wheels (.whl/, Python 3.12) built by benchmarks/device_wheels.sh, and the same list
+#   for this Python, which the rehearsal installs --no-index --no-deps --target as the GPU does.
+# - A copy of the working tree as the device tool sends it (tracked and untracked-not-ignored
+#   files), with no shared/ beside it; `python3` alone on PATH, no `python`; no network
+#   (`unshare -n`); a bare environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+R=$ROOT/.rehearsal
+rm -rf "$R"
+mkdir -p "$R/tree" "$R/home"
+PYTHON=${REHEARSAL_PYTHON:-python3}
+t0=$(date +%s)
+
+echo "== venv with the image's packages"
+"$PYTHON" -m venv "$R/venv"
+# The image's packages the project uses, and what they pull; pins are the nearest reachable.
+"$R/venv/bin/python3" -m pip install -q --disable-pip-version-check \
+  jax==0.10.2 jaxlib==0.10.2 flax optax orbax-checkpoint chex numpy scipy scikit-learn \
+  matplotlib absl-py etils pyarrow psutil requests tqdm wrapt pyyaml protobuf packaging \
+  torch==2.13.0 pytest pytest-timeout hypothesis
+# Anything pip brought that the image's list lacks (python-dateutil's tzdata) is removed again,
+# so code that needed it fails here as it would there.
+extra=$(cd "$R" && "$R/venv/bin/python3" - "$ROOT/benchmarks/device/image_packages.txt" <<'PYEOF'
+import importlib.metadata, re, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+image = {norm(s.partition("==")[0]) for line in open(sys.argv[1])
+         for s in line.split("#")[0].split()}
+print(" ".join(sorted({norm(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+                      - image)))
+PYEOF
+)
+if [ -n "$extra" ]; then
+  echo "   not in the image, removed: $extra"
+  "$R/venv/bin/python3" -m pip uninstall -q -y $extra
+fi
+# The GPU machine has python3 and no python.
+rm -f "$R/venv/bin/python" "$R/venv/bin/pip"*
+
+echo "== wheels"
+benchmarks/device_wheels.sh .whl 2>&1 | grep -v "is ignored" || true
+PY_VERSION=$("$R/venv/bin/python3" -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+  benchmarks/device_wheels.sh "$R/tree/.whl" 2>&1 | grep -v "is ignored" || true
+
+echo "== the working tree, as the device tool copies it"
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$R/tree/" 2>/dev/null ||
+  git ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 tar cf -) | tar xf - -C "$R/tree"
+echo "   $(du -sh "$R/tree" | cut -f1) ($(du -sh "$R/tree/.whl" | cut -f1) of wheels)"
+
+bare() {  # bare COMMAND...: python3 only, no network, a bare environment
+  env -i PATH="$R/venv/bin:/usr/bin:/bin" HOME="$R/home" LANG=C.UTF-8 \
+    ${OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE} \
+    ${OPENBLAS_L2_SIZE:+OPENBLAS_L2_SIZE=$OPENBLAS_L2_SIZE} \
+    QUICK=1 DEVICE_SITE="$R/site" unshare -n "$@"
+}
+bare bash -c 'command -v python >/dev/null && { echo "a python on PATH"; exit 1; } || true'
+
+status=0
+for what in correctness throughput; do
+  echo "== device_check.sh $what"
+  (cd "$R/tree" && bare bash benchmarks/device_check.sh "$what" "$R/out_$what") || status=1
+done
+echo "rehearsal: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $(($(date +%s) - t0))s;" \
+  "outputs in $R/out_correctness and $R/out_throughput"
+exit $status
