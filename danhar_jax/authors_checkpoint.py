@@ -160,7 +160,7 @@ def from_authors_state_dict(state_dict, config) -> dict:
   config_text = _describe_config(config)
   if missing or extra:
     theirs, ours = _variant(arrays), _variant(expected)
-    first = f"it lacks {missing[0]!r}" if missing else f"it has {extra[0]!r}"
+    first = f"it lacks key {missing[0]!r}" if missing else f"it has extra key {extra[0]!r}"
     if theirs != ours:
       raise ValueError(f"The state_dict looks like the authors' {theirs}{_dataset(shapes)}, but "
                        f"{config_text} is a {ours}: {first}. Choose the matching --config "

@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from danhar_jax import authors_checkpoint
+from danhar_jax import input_pipeline
 from danhar_jax import models
+from danhar_jax import train
 from tests.conftest import ROOT
 
 torch = pytest.importorskip("torch")
@@ -214,9 +216,10 @@ def test_rejects_another_variants_checkpoint():
   message = rejection(numpy_state_dict("wisdm", "cnn"), our_config("wisdm", "danhar"))
   assert message.startswith("The state_dict looks like the authors' CNN (baseline_*.py) for "
                             "wisdm, but config wisdm")
-  assert "is a DanHAR (new_*_resnet_attention.py): it lacks 'shortcut1.0.weight'" in message
+  assert "is a DanHAR (new_*_resnet_attention.py): it lacks key 'shortcut1.0.weight'" in message
   message = rejection(numpy_state_dict("unimib", "danhar"), our_config("unimib", "resnet"))
-  assert "looks like the authors' DanHAR" in message and "it has 'ca1.fc1.weight'" in message
+  assert "looks like the authors' DanHAR" in message
+  assert "it has extra key 'ca1.fc1.weight'" in message
 
 
 def test_rejects_a_missing_key():
@@ -245,6 +248,21 @@ def test_rejects_a_wrong_shape():
 
 def test_rejects_something_that_is_not_a_state_dict():
   assert "Expected a state_dict" in rejection([1, 2], our_config("wisdm", "cnn"))
+
+
+def test_evaluate_variables_scores_the_authors_weights_on_our_test_split(tmp_path, shared_data):
+  """What `--init_from_torch` runs, on real WISDM bytes: our accuracy is their model's."""
+  net = authors_net("wisdm", "cnn")
+  config = our_config("wisdm", "cnn")
+  config.data_dir, config.manual_dir = str(tmp_path), str(shared_data / "wisdm_ar_v1.1")
+  config.batch_size, config.eval_batch_size = 32, 64  # the staged sample has 99 train windows
+  result = train.evaluate_variables(
+      config, authors_checkpoint.from_authors_state_dict(net.state_dict(), config))
+  test, class_names = input_pipeline.load_test(config)
+  with torch.no_grad():
+    predicted = net(torch.from_numpy(test["signal"])).numpy().argmax(-1)
+  assert result["class_names"] == class_names
+  assert result["accuracy"] == pytest.approx(np.mean(predicted == test["label"]), abs=1e-6)
 
 
 def test_main_refuses_init_from_torch_into_a_run(tmp_path):
