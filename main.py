@@ -3,6 +3,7 @@ r"""Trains, evaluates or summarises DanHAR. All the logic lives in danhar_jax/.
   python main.py --config=configs/opportunity.py --workdir=runs/opp          # train (resumes)
   python main.py --config=configs/opportunity.py --workdir=runs/opp --mode=eval
   python main.py --config=configs/wisdm.py:cnn --mode=summary               # needs no data
+  python main.py --config=configs/wisdm.py:cnn --mode=eval --init_from_torch=baseline_wisdom.pth
   python main.py --config=configs/weakly.py --workdir=runs/weakly --mode=figures  # PNGs in workdir
 
 Several hosts: pass --coordinator_address, --num_processes and --process_id (or let the cluster
@@ -26,6 +27,8 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "summary", "figures"], "Wha
 flags.DEFINE_string("baseline_workdir", None, "--mode=figures: a second run (e.g. the ResNet "
                     "baseline) for the confusion matrices and error curves.")
 flags.DEFINE_list("compare_workdirs", [], "--mode=figures: more runs for the error curves.")
+flags.DEFINE_string("init_from_torch", None, "--mode=eval: a state_dict .pth saved from the "
+                    "authors' PyTorch model of this config's dataset and variant (needs torch).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
@@ -57,6 +60,9 @@ def run(config):
   if FLAGS.mode == "summary":
     print(summary.summary(config))
     return
+  if FLAGS.init_from_torch:
+    print(json.dumps(evaluate_torch_checkpoint(config, FLAGS.init_from_torch), indent=1))
+    return
   if not FLAGS.workdir:
     raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}.")
   if FLAGS.mode == "figures":
@@ -75,6 +81,32 @@ def run(config):
     print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))
   else:
     train.train_and_evaluate(config, FLAGS.workdir)
+
+
+def evaluate_torch_checkpoint(config, path: str) -> dict:
+  """--init_from_torch: the authors' checkpoint scored on our test split; nothing is written."""
+  from danhar_jax import authors_checkpoint, train
+  if FLAGS.mode != "eval":
+    raise app.UsageError("--init_from_torch goes with --mode=eval.")
+  if FLAGS.workdir and os.path.isdir(os.path.join(FLAGS.workdir, "checkpoints")) and os.listdir(
+      os.path.join(FLAGS.workdir, "checkpoints")):
+    raise ValueError(f"--workdir={FLAGS.workdir} already holds a run; --init_from_torch evaluates "
+                     "a checkpoint on its own. Drop --workdir or choose an empty one.")
+  try:
+    import torch
+  except ImportError:
+    raise ValueError("--init_from_torch needs PyTorch: pip install 'danhar_jax[torch]'.") from None
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--init_from_torch={path}: no such file.")
+  try:
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pylint: disable=broad-except  (pickle, zip and runtime errors alike)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ValueError(f"--init_from_torch={path} is not a PyTorch state_dict "
+                     f"({type(e).__name__}: {first}).") from None
+  variables = authors_checkpoint.from_authors_state_dict(state_dict, config)
+  result = train.evaluate_variables(config, variables)
+  return {"checkpoint": path, **{k: v for k, v in result.items() if k != "confusion"}}
 
 
 def parse_flags_or_exit(argv):

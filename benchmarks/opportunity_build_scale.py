@@ -170,7 +170,7 @@ def main():
     print(last, end="")
     sys.exit(f"build failed (exit {returncode})")
   splits = json.loads(last)
-  built = data_dir / "opportunity" / "1.0.0"
+  built = data_dir / "opportunity" / "challenge" / "1.0.0"  # the default builder config
   disk_gb = sum(p.stat().st_size for p in built.iterdir()) / 2**30
   check_read_back(data_dir, splits)
 

@@ -409,3 +409,13 @@ def evaluate(config, workdir: str) -> dict:
   mngr.close()
   result = t.evaluate(t.par.replicate(state))
   return {"step": step, **result, "class_names": class_names}
+
+
+def evaluate_variables(config, variables) -> dict:
+  """Evaluates `{'params', 'batch_stats'}` from elsewhere (the authors' checkpoints) on the test
+  split, as `evaluate` does a run's latest checkpoint."""
+  train, test, class_names = input_pipeline.open_splits(config)
+  t = Trainer(config, train, test, class_names)
+  state = create_train_state(config, t.model, t.steps_per_epoch).replace(
+      params=variables["params"], batch_stats=variables["batch_stats"])
+  return {**t.evaluate(t.par.replicate(state)), "class_names": class_names}

@@ -170,11 +170,12 @@ def test_gesture_classes():
 # Building the SYNTHETIC fixture.
 
 
-def build(manual_dir, data_dir):
-  builder = opp.Builder(data_dir=os.fspath(data_dir))
+def build(manual_dir, data_dir, config=None):
+  builder = opp.Builder(data_dir=os.fspath(data_dir), config=config)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return tfds.data_source("opportunity", data_dir=os.fspath(data_dir))
+  return tfds.data_source("opportunity" + (f"/{config}" if config else ""),
+                          data_dir=os.fspath(data_dir))
 
 
 def expected_run(run_file: str) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +225,48 @@ def test_build_fixture(tmp_path):
       assert e["label"] == labels[start + 63]
   info = tfds.builder("opportunity", data_dir=os.fspath(tmp_path / "data")).info
   assert info.features["label"].names == list(opp.CLASS_NAMES)
+
+
+def test_the_default_builder_config_is_the_18_class_challenge():
+  builder = opp.Builder(data_dir="/nonexistent")
+  assert builder.builder_config.name == "challenge"
+  assert builder.info.features["label"].names == list(opp.CLASS_NAMES)
+
+
+def test_gestures17_drops_null_windows_on_fixture(tmp_path):
+  source = build(DUMMY, tmp_path / "data", "gestures17")
+  # test_build_fixture's windows without the Null ones (label 0), every label one lower.
+  expected = {
+      "train": [(1, 0, 0, 0), (1, 0, 8, 16), (1, 0, 16, 16), (1, 1, 0, 15), (1, 1, 8, 15),
+                (2, 0, 0, 13)],
+      "test": [(2, 4, 0, 14)],
+  }
+  for split, windows in expected.items():
+    examples = [source[split][i] for i in range(len(source[split]))]
+    assert sorted((int(e["subject"]), int(e["run"]), int(e["start"]), int(e["label"]))
+                  for e in examples) == windows
+    for e in examples:
+      x, _ = expected_run(f"S{e['subject']}-{opp.RUNS[e['run']]}")
+      np.testing.assert_allclose(e["signal"], x[int(e["start"]):int(e["start"]) + 64], atol=1e-6)
+  info = tfds.builder("opportunity/gestures17", data_dir=os.fspath(tmp_path / "data")).info
+  assert info.features["label"].names == list(opp.CLASS_NAMES[1:])
+  assert info.features["signal"].shape == (64, 113)
+
+
+@pytest.mark.parametrize("config, first_class", [("challenge", 1), ("gestures17", 0)])
+def test_label_map_of_each_config_on_the_real_label_legend(shared_data, config, first_class):
+  """Every ML_Both_Arms code of the real legend → its class → the legend's own name for it."""
+  builder_config = opp.Builder.builder_configs[config]
+  dataset = shared_data / "opportunity" / "OpportunityUCIDataset" / "dataset"
+  legend = opp.parse_label_legend(dataset / "label_legend.txt")["ML_Both_Arms"]
+  codes = np.array([code for code, _ in legend], np.float64)
+  labels = [builder_config.label(c) for c in opp.gesture_classes(codes, "label_legend.txt")]
+  assert labels == list(range(first_class, first_class + 17))
+  assert [builder_config.class_names[i] for i in labels] == [name for _, name in legend]
+  assert len(builder_config.class_names) == (18 if config == "challenge" else 17)
+  null = builder_config.label(int(opp.gesture_classes(np.zeros(1), "f")[0]))
+  assert (null, builder_config.class_names[0]) == (
+      (0, "Null") if config == "challenge" else (None, "Open Door 1"))
 
 
 def test_gap_filling_and_clipping_on_fixture_values(tmp_path):
@@ -340,7 +383,7 @@ def test_failed_build_leaves_no_finished_dataset(tmp_path):
   data_dir = tmp_path / "data"
   with pytest.raises(_common.RawFormatError, match=f"{bad}:1: column 250: 'x'"):
     build(manual, data_dir)
-  leftovers = [p.name for p in (data_dir / "opportunity").iterdir()]
+  leftovers = [p.name for p in (data_dir / "opportunity" / "challenge").iterdir()]
   assert "1.0.0" not in leftovers and all("incomplete" in p for p in leftovers), leftovers
   assert not opp.Builder(data_dir=os.fspath(data_dir)).is_prepared()
   with pytest.raises(Exception):  # noqa: B017 -- whatever TFDS raises, it is not a dataset

@@ -23,6 +23,12 @@ from the last sample (`cut_opp.py`). This builder does the same, per run file:
 Split (the OPPORTUNITY challenge, as in DeepConvLSTM): train = S1 (all six runs) and S2, S3
 Drill and ADL1-3 (DeepConvLSTM_py3 holds S2/S3-ADL3 out as validation; DanHAR's script trains on
 them); test = S2-ADL4, S2-ADL5, S3-ADL4, S3-ADL5. Subject 4 is not used.
+
+Two builder configs, the same channels, windows and split:
+- `challenge` (the default): 18 classes, Null = 0 and the 17 gestures 1..17, every window. The
+  OPPORTUNITY challenge's gesture task, as DeepConvLSTM and most of the literature run it.
+- `gestures17`: the paper's 17 classes (its Table IV), the gestures 0..16 in the same order;
+  windows whose label is Null are dropped.
 """
 
 from __future__ import annotations
@@ -203,11 +209,40 @@ def gesture_classes(codes: np.ndarray, path) -> np.ndarray:
 # The builder.
 
 
+class OpportunityConfig(tfds.core.BuilderConfig):
+  """A label set: Null as class 0 (`keep_null`), or the gestures alone with Null windows dropped."""
+
+  def __init__(self, *, keep_null: bool, **kwargs):
+    super().__init__(**kwargs)
+    self.keep_null = keep_null
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return CLASS_NAMES if self.keep_null else CLASS_NAMES[1:]
+
+  def label(self, gesture_class: int) -> int | None:
+    """The class of a window whose last sample is `gesture_class` (0 = Null, 1..17); None drops
+    the window."""
+    if self.keep_null:
+      return gesture_class
+    return None if gesture_class == 0 else gesture_class - 1
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for OPPORTUNITY gestures (ML_Both_Arms), the challenge protocol."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      OpportunityConfig(
+          name="challenge", keep_null=True,
+          description="The OPPORTUNITY challenge's gesture task (DeepConvLSTM): 18 classes, Null "
+          "and the 17 ML_Both_Arms gestures, every window."),
+      OpportunityConfig(
+          name="gestures17", keep_null=False,
+          description="The paper's 17 classes: the ML_Both_Arms gestures without Null; windows "
+          "whose label is Null are dropped."),
+  ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
   Download {URL}
   and put in the manual_dir (--manual_dir=...; the default is <data_dir>/downloads/manual/) one
@@ -228,7 +263,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             # Stored as raw bytes: TFDS's default float_list encoding is ~10x slower to write.
             "signal": tfds.features.Tensor(shape=(WINDOW, NUM_CHANNELS), dtype=np.float32,
                                            encoding=tfds.features.Encoding.BYTES),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+            "label": tfds.features.ClassLabel(names=self.builder_config.class_names),
             "subject": np.int32,
             "run": np.int32,  # 0 = Drill, k = ADLk
             # 0-based row (= line - 1) of the run file where the window starts.
@@ -262,9 +297,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       path = dataset_dir / f"S{subject}-{run}.dat"
       signal, classes = protocol.load_run(path)
       for start in _common.window_starts(len(signal), WINDOW, STEP).tolist():
+        label = self.builder_config.label(int(classes[start + WINDOW - 1]))
+        if label is None:
+          continue
         yield f"S{subject}-{run}_{start:06d}", {
             "signal": signal[start:start + WINDOW],
-            "label": classes[start + WINDOW - 1],
+            "label": label,
             "subject": subject,
             "run": RUNS.index(run),
             "start": start,

@@ -15,12 +15,25 @@ from tfds_builders import _testing
 from tfds_builders.opportunity import opportunity_dataset_builder
 
 
-class OpportunityTest(_testing.BuilderTestCase):
+class _TestCase(_testing.BuilderTestCase):
   """Builds dummy_data/ (SYNTHETIC raw files, see make_dummy_data.py) as the manual_dir."""
 
   DATASET_CLASS = opportunity_dataset_builder.Builder
-  SPLITS = {"train": 7, "test": 3}
   SKIP_CHECKSUMS = True  # the raw files come from manual_dir; nothing is downloaded
+
+
+class ChallengeTest(_TestCase):
+  BUILDER_CONFIG_NAMES_TO_TEST = ["challenge"]
+  SPLITS = {"train": 7, "test": 3}
+
+
+class Gestures17Test(_TestCase):
+  # The same windows without the Null ones: one train and two test windows end on Null.
+  BUILDER_CONFIG_NAMES_TO_TEST = ["gestures17"]
+  SPLITS = {"train": 6, "test": 1}
+
+
+del _TestCase  # not a test on its own
 
 
 if __name__ == "__main__":
