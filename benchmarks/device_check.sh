@@ -164,9 +164,12 @@ else
   # 1. The targets: batch 256 against the eager peer, TF32 on both sides, then bf16.
   sweep b256_tf32 70 --configs=$all --numerics=float32:high --batch_sizes=$b256
   sweep b256_bf16 60 --configs=$all --numerics=bfloat16 --batch_sizes=$b256
-  # 2. torch.compile, and JAX's jit (shard_map) mapping beside pmap.
-  sweep compiled 60 --configs=wisdm,opportunity --numerics=float32:high --batch_sizes=$b256 \
-    --torch_compile --torch_compile_timeout=45 --parallelism=pmap,shard_map
+  # 2. torch.compile (its train and eval compiles capped at 35 s each), then JAX's other mapping,
+  # jit of shard_map, beside the pmap rows above.
+  sweep compiled 55 --configs=wisdm,opportunity --numerics=float32:high --batch_sizes=$b256 \
+    --torch_compile --torch_compile_timeout=35
+  sweep jit 25 --configs=$all --numerics=float32:high --batch_sizes=$b256 --parallelism=shard_map \
+    --notorch
   # 3. Large batches, where MFU is won or lost (PAMAP2 first).
   sweep large_bf16 35 --configs=pamap2,$all --numerics=bfloat16 --batch_sizes=$big --notorch
   # 4. Whatever time is left: full float32, and batch 64.

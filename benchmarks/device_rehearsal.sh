@@ -11,7 +11,7 @@
 #   for this Python, which the rehearsal installs --no-index --no-deps --target as the GPU does.
 # - A copy of the working tree as the device tool sends it (tracked and untracked-not-ignored
 #   files), with no shared/ beside it; `python3` alone on PATH, no `python`; no network
-#   (`unshare -n`); a bare environment.
+#   (`unshare -n`); a bare environment and an empty compilation cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,26 +43,49 @@ if [ -n "$extra" ]; then
   echo "   not in the image, removed: $extra"
   "$R/venv/bin/python3" -m pip uninstall -q -y $extra
 fi
-# The GPU machine has python3 and no python.
-rm -f "$R/venv/bin/python" "$R/venv/bin/pip"*
 
 echo "== wheels"
 benchmarks/device_wheels.sh .whl 2>&1 | grep -v "is ignored" || true
 PY_VERSION=$("$R/venv/bin/python3" -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
   benchmarks/device_wheels.sh "$R/tree/.whl" 2>&1 | grep -v "is ignored" || true
 
+# What the wheels need from the image (promise needs six, ...) goes into the venv as well.
+needs=$("$R/venv/bin/python3" - "$ROOT/benchmarks/device/image_packages.txt" .whl/*.whl <<'PYEOF'
+import re, sys, zipfile
+from email.parser import Parser
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+image = {norm(s.partition("==")[0]) for line in open(sys.argv[1])
+         for s in line.split("#")[0].split()}
+needs = set()
+for wheel in sys.argv[2:]:
+  with zipfile.ZipFile(wheel) as z:
+    meta = Parser().parsestr(z.read(next(n for n in z.namelist()
+                                         if n.endswith(".dist-info/METADATA"))).decode())
+  for req in meta.get_all("Requires-Dist") or []:
+    if "extra ==" not in req:
+      name = norm(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0])
+      needs |= {name} & image
+print(" ".join(sorted(needs)))
+PYEOF
+)
+echo "   the wheels need from the image: $needs"
+"$R/venv/bin/python3" -m pip install -q --disable-pip-version-check $needs 2>&1 | grep -v "is ignored" || true
+
 echo "== the working tree, as the device tool copies it"
 git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$R/tree/" 2>/dev/null ||
   git ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 tar cf -) | tar xf - -C "$R/tree"
 echo "   $(du -sh "$R/tree" | cut -f1) ($(du -sh "$R/tree/.whl" | cut -f1) of wheels)"
 
+# The GPU machine has python3 and no python.
+rm -f "$R/venv/bin/python" "$R/venv/bin/pip"*
+
 bare() {  # bare COMMAND...: python3 only, no network, a bare environment
   env -i PATH="$R/venv/bin:/usr/bin:/bin" HOME="$R/home" LANG=C.UTF-8 \
     ${OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE} \
     ${OPENBLAS_L2_SIZE:+OPENBLAS_L2_SIZE=$OPENBLAS_L2_SIZE} \
-    QUICK=1 DEVICE_SITE="$R/site" unshare -n "$@"
+    QUICK=1 DEVICE_SITE="$R/site" JAX_COMPILATION_CACHE_DIR="$R/xla_cache" unshare -n "$@"
 }
-bare bash -c 'command -v python >/dev/null && { echo "a python on PATH"; exit 1; } || true'
+bare bash -c '! command -v python >/dev/null' || { echo "rehearsal: a python on PATH"; exit 1; }
 
 status=0
 for what in correctness throughput; do
