@@ -52,7 +52,7 @@ def main(argv):
 def run(config):
   # Imported after flag parsing, so that `--help` and flag errors stay fast.
   import jax
-  from danhar_jax import summary, train
+  from danhar_jax import summary, train, workdir_lock
 
   if FLAGS.mode == "summary":
     print(summary.summary(config))
@@ -70,6 +70,8 @@ def run(config):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
+  # One run per workdir; held until this process exits (the kernel drops it even on kill -9).
+  lock = workdir_lock.acquire(FLAGS.workdir) if jax.process_index() == 0 else None  # noqa: F841
   if FLAGS.mode == "eval":
     result = train.evaluate(config, FLAGS.workdir)
     print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))
