@@ -37,11 +37,12 @@ def main(argv):
   del argv
   # Before JAX starts its threads: without it, XLA:CPU's step temporaries are unmapped and
   # faulted in again every step (danhar_jax/host_memory.py; a WISDM step trains about 20% faster).
-  from danhar_jax import host_memory
+  from danhar_jax import config_check, host_memory
   host_memory.keep_freed_memory()
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
   user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
   try:
+    config_check.validate(FLAGS.config)  # every field that shapes the run, before it runs
     run(FLAGS.config)
   except user_errors as e:  # RawFormatError and MissingRawFilesError are among them
     if os.environ.get("DANHAR_TRACEBACK"):
@@ -85,7 +86,10 @@ def parse_flags_or_exit(argv):
     return FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
     # ml_collections wraps the KeyError's repr: unwrap its quotes and escaped newline.
-    message = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\", "")
+    message = str(e.args[0] if e.args else e)
+    if "Traceback (most recent call last)" in message:  # get_config's own error, wrapped
+      message = message.strip().splitlines()[-1]
+    message = message.replace("\\n", " ").replace("\\", "")
     sys.exit(f"error: bad --config: {message.replace(chr(39), '')}")
 
 
