@@ -89,7 +89,8 @@ def select_channels(names: Sequence[str]) -> list[int]:
   """0-based columns of the 113 body-worn channels (DeepConvLSTM's selection), by name."""
   keep = []
   for column, name in enumerate(names):
-    kind, *rest = name.split()
+    kind, *rest = name.split() or [""]
+    rest = rest or [""]  # a damaged name may have fewer words
     if kind == "Accelerometer" and rest[0] in BODY_ACCELEROMETERS:
       keep.append(column)
     elif kind == "InertialMeasurementUnit" and not rest[-1].startswith("Quaternion"):
@@ -103,8 +104,8 @@ def norm_range(name: str) -> tuple[float, float]:
   DeepConvLSTM's NORM_MIN/MAX_THRESHOLDS, one pair per channel in file order; they depend only
   on the sensor kind, which the name gives.
   """
-  kind, *rest = name.split()
-  field = rest[-1]
+  kind, *rest = name.split() or [""]
+  field = rest[-1] if rest else ""
   if kind == "Accelerometer" or field.startswith("acc"):
     return -3000, 3000  # milli g
   if field.startswith("gyro"):
@@ -167,7 +168,10 @@ class Protocol:
                                    f"{len(self.columns)} body-worn channels, expected "
                                    f"{NUM_CHANNELS}: {self.channels}")
     self.label_column = names.index(LABEL_TRACK)
-    lo, hi = np.array([norm_range(name) for name in self.channels], np.float64).T
+    try:
+      lo, hi = np.array([norm_range(name) for name in self.channels], np.float64).T
+    except ValueError as e:  # a damaged name that still reads as a body-worn sensor's
+      raise _common.RawFormatError(dataset_dir / "column_names.txt", None, str(e)) from None
     self.norm_min, self.norm_span = lo, hi - lo
 
   def load_run(self, path) -> tuple[np.ndarray, np.ndarray]:
