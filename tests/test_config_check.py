@@ -9,24 +9,13 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import wisdm
 from danhar_jax import config_check
 from danhar_jax import models
 from tests.conftest import ROOT
+from tests.test_errors import config  # the quick WISDM config, with overrides
 
 DATASET_CONFIGS = ("wisdm", "wisdm2019", "pamap2", "unimib_shar", "opportunity", "weakly")
 VARIANTS = ("", "resnet", "cnn", "att_cnn", "channel", "temporal", "temporal_channel", "quick")
-
-
-def config(**overrides):
-  c = wisdm.get_config("quick")
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    target = c
-    for p in path:
-      target = target[p]
-    target[leaf] = value
-  return c
 
 
 # (field, a value no run can use, what the one-line error must say is allowed)

@@ -253,9 +253,13 @@ FOUND = [
     ("wisdm2019", W19.format("accel", "accel"), b"90426708196641", b"9" * 25, 1, "beyond int64"),
     ("pamap2_dat", "subject101.dat", None, b"3.5e38", 13, "non-finite value (or one beyond"),
     ("opportunity_description", "column_names.txt", b"R-SHOE AngVelNavFrameX",
-     b"R\x85SHOE AngVelNavFrameX", None, "no normalisation threshold for channel"),
+     b"R-SHOE XngVelNavFrameX", None, "no normalisation threshold for channel"),
     ("opportunity_description", "column_names.txt", b"Column: 2 Accelerometer RKN^ accX",
      b"Column: 2 Accelerometer", None, "body-worn channels, expected 113"),
+    ("opportunity_description", "label_legend.txt", b"\r\n\r\n1   -", b"\r\n\x0cx\r\n1   -", 2,
+     "not `CODE - TRACK - NAME`: 'x'"),  # \x0c, a line break to str.splitlines only
+    ("opportunity_description", "column_names.txt", b"Column: 250 ML_Both_Arms",
+     b"Column: 250 DL_Both_Arms", None, "no column named ML_Both_Arms"),
     ("unimib_mat", "acc_data.mat", None, None, 1, "non-finite value (or one beyond"),
 ]
 

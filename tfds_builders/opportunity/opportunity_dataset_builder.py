@@ -147,7 +147,8 @@ def check_gestures(path) -> None:
 def _read_lines(path: _common.Path) -> list[str]:
   if not path.exists():
     raise _common.MissingRawFilesError(f"Missing raw file: {path}")
-  return [line.strip() for line in path.read_bytes().decode("latin-1").splitlines()]
+  # "\n" only: str.splitlines also breaks at \x0b, \x1c, \x85..., misnumbering the lines.
+  return [line.strip() for line in path.read_bytes().decode("latin-1").split("\n")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +168,9 @@ class Protocol:
       raise _common.RawFormatError(dataset_dir / "column_names.txt", None,
                                    f"{len(self.columns)} body-worn channels, expected "
                                    f"{NUM_CHANNELS}: {self.channels}")
+    if LABEL_TRACK not in names:
+      raise _common.RawFormatError(dataset_dir / "column_names.txt", None,
+                                   f"no column named {LABEL_TRACK}, the label track")
     self.label_column = names.index(LABEL_TRACK)
     try:
       lo, hi = np.array([norm_range(name) for name in self.channels], np.float64).T
