@@ -40,11 +40,12 @@ def main(argv):
   del argv
   # Before JAX starts its threads, and on the CPU backend only: XLA:CPU's step temporaries are
   # otherwise unmapped and faulted in again every step (danhar_jax/host_memory.py).
-  from danhar_jax import host_memory
+  from danhar_jax import config_check, host_memory
   host_memory.keep_freed_memory_on_cpu()
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
   user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
   try:
+    config_check.validate(FLAGS.config)  # every field that shapes the run, before it runs
     run(FLAGS.config)
   except user_errors as e:  # RawFormatError and MissingRawFilesError are among them
     if os.environ.get("DANHAR_TRACEBACK"):
@@ -55,7 +56,7 @@ def main(argv):
 def run(config):
   # Imported after flag parsing, so that `--help` and flag errors stay fast.
   import jax
-  from danhar_jax import summary, train
+  from danhar_jax import summary, train, workdir_lock
 
   if FLAGS.mode == "summary":
     print(summary.summary(config))
@@ -76,6 +77,8 @@ def run(config):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
+  # One run per workdir; held until this process exits (the kernel drops it even on kill -9).
+  lock = workdir_lock.acquire(FLAGS.workdir) if jax.process_index() == 0 else None  # noqa: F841
   if FLAGS.mode == "eval":
     result = train.evaluate(config, FLAGS.workdir)
     print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))
@@ -115,7 +118,10 @@ def parse_flags_or_exit(argv):
     return FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
     # ml_collections wraps the KeyError's repr: unwrap its quotes and escaped newline.
-    message = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\", "")
+    message = str(e.args[0] if e.args else e)
+    if "Traceback (most recent call last)" in message:  # get_config's own error, wrapped
+      message = message.strip().splitlines()[-1]
+    message = message.replace("\\n", " ").replace("\\", "")
     sys.exit(f"error: bad --config: {message.replace(chr(39), '')}")
 
 

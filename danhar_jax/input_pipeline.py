@@ -22,6 +22,8 @@ import time
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import build_lock
+
 DATASETS = ("wisdm", "wisdm2019", "pamap2", "unimib_shar", "opportunity", "weakly")
 FEATURES = ("signal", "label", "subject")
 # Kept when a dataset has them: the weakly labeled windows' true target segment, [start, end).
@@ -53,8 +55,8 @@ def prepare(config):
     logging.info("Preparing %s in %s (manual_dir=%r); this happens once.",
                  config.dataset, b.data_dir, config.manual_dir or None)
     manual = os.path.expanduser(config.manual_dir) if config.manual_dir else None
-    b.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    build_lock.download_and_prepare(  # waits while another process builds it
+        b, download_config=tfds.download.DownloadConfig(manual_dir=manual))
   return b
 
 

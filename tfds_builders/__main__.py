@@ -28,6 +28,7 @@ import types
 from tensorflow_datasets.scripts.cli import cli_utils
 
 from tfds_builders import _common
+from tfds_builders import build_lock
 
 BUILDERS_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -83,6 +84,7 @@ def main() -> None:
   # pylint: disable-next=g-import-not-at-top
   from tensorflow_datasets.scripts.cli import main as tfds_main
   sys.argv = ["tfds", *build_argv(sys.argv[1:])]
+  build_lock.serialise_builds()  # a concurrent build of the same dataset waits for this one
   try:
     tfds_main.launch_cli()
   except (_common.MissingRawFilesError, _common.RawFormatError) as e:

@@ -161,11 +161,16 @@ class Progress:
 
 def check_finite(signal: np.ndarray, path: os.PathLike | str, what: str,
                  first_line: int = 1) -> None:
-  """Raises on the first row of `signal` that holds a NaN or inf, naming its line."""
-  bad = ~np.isfinite(signal).all(axis=tuple(range(1, signal.ndim)))
+  """Raises on the first row of `signal` that holds a NaN or inf, naming its line.
+
+  The builders store float32, so a float64 beyond float32's range, which would become inf
+  there, counts as non-finite too.
+  """
+  bad = ~(np.abs(signal) <= np.finfo(np.float32).max).all(axis=tuple(range(1, signal.ndim)))
   if bad.any():
     row = int(np.argmax(bad))
-    raise RawFormatError(path, first_line + row, f"non-finite value in {what}")
+    raise RawFormatError(path, first_line + row, f"non-finite value (or one beyond float32) "
+                         f"in {what}")
 
 
 def names_in_order(values: Sequence[str]) -> list[str]:

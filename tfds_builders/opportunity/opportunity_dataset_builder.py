@@ -95,7 +95,8 @@ def select_channels(names: Sequence[str]) -> list[int]:
   """0-based columns of the 113 body-worn channels (DeepConvLSTM's selection), by name."""
   keep = []
   for column, name in enumerate(names):
-    kind, *rest = name.split()
+    kind, *rest = name.split() or [""]
+    rest = rest or [""]  # a damaged name may have fewer words
     if kind == "Accelerometer" and rest[0] in BODY_ACCELEROMETERS:
       keep.append(column)
     elif kind == "InertialMeasurementUnit" and not rest[-1].startswith("Quaternion"):
@@ -109,8 +110,8 @@ def norm_range(name: str) -> tuple[float, float]:
   DeepConvLSTM's NORM_MIN/MAX_THRESHOLDS, one pair per channel in file order; they depend only
   on the sensor kind, which the name gives.
   """
-  kind, *rest = name.split()
-  field = rest[-1]
+  kind, *rest = name.split() or [""]
+  field = rest[-1] if rest else ""
   if kind == "Accelerometer" or field.startswith("acc"):
     return -3000, 3000  # milli g
   if field.startswith("gyro"):
@@ -152,7 +153,8 @@ def check_gestures(path) -> None:
 def _read_lines(path: _common.Path) -> list[str]:
   if not path.exists():
     raise _common.MissingRawFilesError(f"Missing raw file: {path}")
-  return [line.strip() for line in path.read_bytes().decode("latin-1").splitlines()]
+  # "\n" only: str.splitlines also breaks at \x0b, \x1c, \x85..., misnumbering the lines.
+  return [line.strip() for line in path.read_bytes().decode("latin-1").split("\n")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,8 +174,14 @@ class Protocol:
       raise _common.RawFormatError(dataset_dir / "column_names.txt", None,
                                    f"{len(self.columns)} body-worn channels, expected "
                                    f"{NUM_CHANNELS}: {self.channels}")
+    if LABEL_TRACK not in names:
+      raise _common.RawFormatError(dataset_dir / "column_names.txt", None,
+                                   f"no column named {LABEL_TRACK}, the label track")
     self.label_column = names.index(LABEL_TRACK)
-    lo, hi = np.array([norm_range(name) for name in self.channels], np.float64).T
+    try:
+      lo, hi = np.array([norm_range(name) for name in self.channels], np.float64).T
+    except ValueError as e:  # a damaged name that still reads as a body-worn sensor's
+      raise _common.RawFormatError(dataset_dir / "column_names.txt", None, str(e)) from None
     self.norm_min, self.norm_span = lo, hi - lo
 
   def load_run(self, path) -> tuple[np.ndarray, np.ndarray]:

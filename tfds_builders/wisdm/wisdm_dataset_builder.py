@@ -94,11 +94,13 @@ def _parse_fast(data: bytes) -> Records | None:
   except ValueError:
     return None
   xyz = np.stack([table["x"], table["y"], table["z"]], axis=1)
-  if not (np.isfinite(xyz).all() and _in_range(table["user"], table["activity"])):
+  if not ((np.abs(xyz) <= _FLOAT32_MAX).all() and _in_range(table["user"], table["activity"])):
     return None
   return _records(table["user"], table["activity"], table["timestamp"], xyz)
 
 
+# The records are stored as float32: a larger reading would become inf there.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ROW = np.dtype([("user", np.int64), ("activity", np.int64), ("timestamp", np.int64),
                  ("x", np.float64), ("y", np.float64), ("z", np.float64)])
 
@@ -141,7 +143,7 @@ def parse_raw_slow(data: bytes, path) -> Records:
       except ValueError:
         raise _common.RawFormatError(
             path, number, f"non-numeric field in {record[:80]!r}") from None
-      if not (np.isfinite([x, y, z]).all() and 0 <= u <= np.iinfo(np.int32).max
+      if not ((np.abs([x, y, z]) <= _FLOAT32_MAX).all() and 0 <= u <= np.iinfo(np.int32).max
               and abs(t) < 2**63):
         raise _common.RawFormatError(
             path, number, f"non-finite or out-of-range value in {record[:80]!r}")

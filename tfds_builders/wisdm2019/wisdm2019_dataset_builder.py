@@ -76,6 +76,11 @@ def parse_stream(path, subject: int) -> Stream:
     stream = _parse_slow(data.split(b"\n"), path, subject)
   if not len(stream.timestamp):
     raise _common.RawFormatError(path, None, "no records (empty file?)")
+  # Stored as float32: a reading beyond its range (or "1e400", read as inf) would be inf there.
+  bad = ~(np.abs(stream.values) <= np.finfo(np.float32).max).all(axis=1)
+  if bad.any():
+    raise _common.RawFormatError(path, int(stream.line[np.argmax(bad)]),
+                                 "non-finite value (or one beyond float32)")
   return stream
 
 
@@ -139,6 +144,8 @@ def _parse_slow(lines: list[bytes], path, subject: int) -> Stream:
       raise _common.RawFormatError(path, number, f"unknown activity letter {fields[1]!r}")
     if not (fields[2].isdigit() and all(_NUMBER.fullmatch(v) for v in fields[3:])):
       raise _common.RawFormatError(path, number, f"non-numeric field in {line[:80]!r}")
+    if int(fields[2]) >= 2**63:
+      raise _common.RawFormatError(path, number, f"timestamp {fields[2][:30]} beyond int64")
     activity.append(ord(fields[1]))
     timestamp.append(int(fields[2]))
     values.append([float(v) for v in fields[3:]])
