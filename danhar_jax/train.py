@@ -142,9 +142,12 @@ def train_step(state: TrainState, batch):
 def eval_step(state: TrainState, batch):
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
                           batch["signal"], train=False)
-  return metrics_lib.EvalMetrics.gather_from_model_output(
+  # With the test windows' subjects, accuracy per subject too (Trainer.subjects).
+  by_subject = {"subject_onehot": batch["subject_onehot"]} if "subject_onehot" in batch else {}
+  collection = metrics_lib.EvalMetricsBySubject if by_subject else metrics_lib.EvalMetrics
+  return collection.gather_from_model_output(
       axis_name=AXIS, loss=metrics_lib.cross_entropy(logits, batch["label"]), logits=logits,
-      labels=batch["label"], mask=batch["mask"])
+      labels=batch["label"], mask=batch["mask"], **by_subject)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +223,12 @@ class Trainer:
     self.segments = localization.test_segments(own_test)
     self.test_signal = own_test["signal"]
     self.test_data = self.par.replicate({k: test[k] for k in ("signal", "label")})
+    # Per-subject accuracy needs every process to agree on the subject list: one process only.
+    self.subjects = None
+    if "subject" in test and n_proc == 1:
+      self.subjects, index = np.unique(test["subject"], return_inverse=True)
+      self.test_data["subject_onehot"] = self.par.replicate(
+          np.eye(len(self.subjects), dtype=np.float32)[index])
     self.p_gather = self.par.map(gather, (True, False), False)
     self.p_train = self.par.map(with_matmul_precision(train_step, precision), (True, False),
                                 (True, True), donate_argnums=(0,))
@@ -271,6 +280,10 @@ class Trainer:
     confusion = np.asarray(result["confusion"])
     out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
            "confusion": confusion.tolist()}
+    if self.subjects is not None:
+      counts = np.asarray(result["by_subject"])
+      out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
+          self.subjects.tolist(), counts.tolist())}
     if self.segments is not None:
       out.update(localization_over_processes(localization.evaluate(
           self.par.unreplicate(pstate), self.test_signal, *self.segments, self.config)))
@@ -336,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       result = t.evaluate(pstate)
       record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
           "accuracy", "macro_f1", "weighted_f1", "loss")}, **last_train,
-                **{k: v for k, v in result.items() if k.startswith("loc_")},
+                **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
                 "eval_seconds": round(time.perf_counter() - started, 3),
                 "confusion": result["confusion"]}
       writers.eval_record(record)
