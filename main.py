@@ -95,7 +95,10 @@ def run(config):
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   # One run per workdir; held until this process exits (the kernel drops it even on kill -9).
-  lock = workdir_lock.acquire(FLAGS.workdir) if jax.process_index() == 0 else None  # noqa: F841
+  # An OS lock needs a local file: a gs:// workdir goes unlocked.
+  local = "://" not in FLAGS.workdir
+  lock = (workdir_lock.acquire(FLAGS.workdir)  # noqa: F841
+          if jax.process_index() == 0 and local else None)
   if FLAGS.mode == "eval":
     result = train.evaluate(config, FLAGS.workdir)
     print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))

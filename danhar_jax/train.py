@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.experimental import multihost_utils
@@ -28,6 +29,7 @@ from danhar_jax import localization
 from danhar_jax import metrics as metrics_lib
 from danhar_jax import models
 from danhar_jax import parallel
+from danhar_jax import profiling
 from danhar_jax import writers as writers_lib
 
 AXIS = parallel.AXIS
@@ -156,12 +158,11 @@ def eval_step(state: TrainState, batch):
 
 def check_workdir(workdir: str) -> None:
   """Fails before any compute if `workdir` cannot be created or written."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
+  try:  # through etils.epath, so that a gs:// workdir works where its filesystem is installed
+    probe = epath.Path(workdir) / f".write_probe_{os.getpid()}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("ok")
+    probe.unlink()
   except OSError as e:
     raise PermissionError(f"--workdir={workdir} is not a writable directory ({e}). "
                           "Choose a folder you can write to.") from None
@@ -170,7 +171,8 @@ def check_workdir(workdir: str) -> None:
 def checkpoint_manager(workdir: str, config=None) -> ocp.CheckpointManager:
   max_to_keep = config.max_checkpoints_to_keep if config is not None else None
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      epath.Path(workdir if "://" in os.fspath(workdir) else os.path.abspath(workdir))
+      / "checkpoints",
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            cleanup_tmp_directories=True),
       item_names=("state", "config", "pipeline"))
@@ -312,6 +314,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
   state, start = restore(mngr, state, t)
   writers.forget_after(start)
+  writers.hparams(config.to_dict())
+  profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
   if start:
     logging.info("Resumed from the checkpoint at step %d (epoch %d).", start,
                  start // t.steps_per_epoch)
@@ -323,7 +327,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   progress = writers_lib.Progress(t.total_steps, start, t.global_batch)
   train_acc, pending = None, None
   for step in range(start, t.total_steps):
+    profiler.before(step)
     pstate, m = t.p_train(pstate, t.train_batch(step))
+    profiler.after(step, m)
     m = t.par.unreplicate(m)
     if t.block_each_step:
       parallel.block(m)
@@ -361,6 +367,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if epoch_done or (config.checkpoint_every_steps
                       and done % config.checkpoint_every_steps == 0):
       save(mngr, t, pstate, done, config)
+  profiler.stop()
   if pending is not None:
     check_finite(*pending)
   mngr.wait_until_finished()

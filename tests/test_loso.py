@@ -16,7 +16,9 @@ from tests.conftest import ROOT
 # 1608 is in the builder's test split, which must not be empty.
 SUBJECTS = (1600, 1601, 1608)
 TINY = ["--config.model.widths=(16,16,16)", "--config.num_epochs=1",
-        "--config.steps_per_epoch=2", "--config.batch_size=16", "--config.eval_batch_size=512"]
+        "--config.steps_per_epoch=2", "--config.batch_size=16", "--config.eval_batch_size=512",
+        # The folds are real training runs: they also check the trace and the hparams.
+        "--config.profile_steps=1"]
 
 
 def three_subjects(shared_data, root):
@@ -61,6 +63,10 @@ def test_loso_folds_table_figure_and_resume(tmp_path, shared_data):
   assert float(rows[5]["accuracy"]) == pytest.approx(np.std(accuracies, ddof=1), abs=1e-4)
   assert "| 1699 | 0 | no windows |" in (workdir / "loso.md").read_text()
   assert (workdir / "loso.png").stat().st_size > 1000
+  fold = workdir / "subject_1600" / "tensorboard"
+  assert len(list(fold.glob("plugins/profile/*/*.xplane.pb"))) == 1
+  events = b"".join(p.read_bytes() for p in fold.glob("events.out.tfevents.*"))
+  assert b"_hparams_/experiment" in events and b"test_subjects" in events
   # Resumed: every fold is finished, so none is trained again.
   proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
