@@ -68,6 +68,7 @@ def test_model_card(exported):
   assert card["sample_rate_hz"] == 20 and card["window_step_samples"] == 100
   assert card["test_metrics"]["accuracy"] == 0.5 and card["step"] == 3
   assert card["config"]["model"]["widths"] == [16, 16, 16]
+  assert card["files"]["stablehlo"]["platforms"] == ["cpu", "cuda", "rocm", "tpu"]
   t = trained_lib.from_workdir(str(exported))
   assert card["num_params"] == t.num_params > 1000
   assert "no normalisation" in card["preprocessing"]

@@ -183,3 +183,44 @@ def test_unknown_pretrained_name_lists_the_available_ones(tmp_path, workdir, mon
   assert loaded.class_names == t.class_names and loaded.metrics["accuracy"] == 0.5
   x = np.random.default_rng(0).normal(size=(3, 200, 3)).astype(np.float32)
   np.testing.assert_array_equal(predict.probabilities(loaded, x), predict.probabilities(t, x))
+
+
+def test_unimib_acc_data_with_the_real_labels_gives_the_builders_windows(tmp_path, shared_data):
+  import scipy.io
+  from tfds_builders.unimib_shar import unimib_shar_dataset_builder as unimib
+  real = shared_data / "unimib_shar" / "UniMiB-SHAR" / "data"
+  for name in ("acc_labels.mat", "acc_names.mat"):
+    os.symlink(real / name, tmp_path / name)
+  n = len(scipy.io.loadmat(real / "acc_labels.mat")["acc_labels"])
+  # acc_data.mat is not among the real bytes: any values, one row per real label row.
+  data = np.random.default_rng(0).normal(size=(n, 453)) * 9.8
+  scipy.io.savemat(tmp_path / "acc_data.mat", {"acc_data": data})
+  signal, labels = unimib.load(tmp_path)
+  got = predict.read_windows("unimib_shar", [str(tmp_path / "acc_data.mat"),
+                                             str(tmp_path / "acc_labels.mat")])
+  assert len(got) == n == 11771
+  np.testing.assert_array_equal(got.signal, signal)
+  np.testing.assert_array_equal(got.true_class, labels[:, 0])
+  np.testing.assert_allclose(got.signal[0, :, 1], data[0, 151:302].astype(np.float32))
+
+
+def test_opportunity_and_pamap2_dat_files_are_read_by_their_builders(tmp_path):
+  from tfds_builders import _common
+  from tfds_builders.opportunity import opportunity_dataset_builder as opportunity
+  from tfds_builders.pamap2 import pamap2_dataset_builder as pamap2
+  fixtures = ROOT / "tfds_builders"
+  run = fixtures / "opportunity/dummy_data/OpportunityUCIDataset/dataset/S1-ADL1.dat"
+  got = predict.read_windows("opportunity", [str(run)])
+  signal, classes = opportunity.Protocol(run.parent).load_run(run)
+  starts = _common.window_starts(len(signal), 64, 8)
+  assert got.signal.shape == (len(starts), 64, 113)
+  np.testing.assert_array_equal(got.signal[-1], signal[starts[-1]:starts[-1] + 64])
+  np.testing.assert_array_equal(got.true_class, classes[starts + 63])
+  dat = fixtures / "pamap2/dummy_data/PAMAP2_Dataset/Protocol/subject101.dat"
+  got = predict.read_windows("pamap2", [str(dat)])
+  expected = list(pamap2.subject_windows(pamap2.load_subject(dat), dat))
+  np.testing.assert_array_equal(got.signal, np.stack([w[2] for w in expected]))
+  table = pamap2.load_subject(dat)
+  np.testing.assert_array_equal(got.start_s, table[[w[0] for w in expected], 0])
+  with pytest.raises(ValueError, match="CSV cannot be read for an opportunity model"):
+    predict.read_windows("opportunity", [write_csv(tmp_path / "o.csv", [0], [[0]], ["a"])])
