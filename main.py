@@ -23,7 +23,14 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A configs/<dataset>.py file[:args].",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and figures go.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "summary", "figures"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "summary", "figures", "predict", "export",
+                                    "loso"], "What to do.")
+flags.DEFINE_list("input", [], "--mode=predict: recordings, in the dataset's raw format or CSV.")
+flags.DEFINE_string("output", None, "--mode=predict: the CSV to write (default: stdout).")
+flags.DEFINE_string("pretrained", None, "--mode=predict/export: a model under pretrained/ "
+                    "instead of --workdir.")
+flags.DEFINE_list("loso_subjects", [], "--mode=loso: the subjects to hold out in turn "
+                  "(default: every subject of the dataset).")
 flags.DEFINE_string("baseline_workdir", None, "--mode=figures: a second run (e.g. the ResNet "
                     "baseline) for the confusion matrices and error curves.")
 flags.DEFINE_list("compare_workdirs", [], "--mode=figures: more runs for the error curves.")
@@ -45,6 +52,12 @@ def main(argv):
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
   user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
   try:
+    if FLAGS.mode in ("predict", "export"):  # the model brings its own config
+      from danhar_jax import use_modes
+      use_modes.run(FLAGS)
+      return
+    if FLAGS.config is None:
+      raise app.UsageError("--config is required.")
     config_check.validate(FLAGS.config)  # every field that shapes the run, before it runs
     run(FLAGS.config)
   except user_errors as e:  # RawFormatError and MissingRawFilesError are among them
@@ -66,6 +79,10 @@ def run(config):
     return
   if not FLAGS.workdir:
     raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}.")
+  if FLAGS.mode == "loso":
+    from danhar_jax import loso
+    print(loso.run(config, FLAGS.workdir, FLAGS.loso_subjects))
+    return
   if FLAGS.mode == "figures":
     from danhar_jax import figures
     print("\n".join(figures.make_all(config, FLAGS.workdir, FLAGS.baseline_workdir,
@@ -78,7 +95,10 @@ def run(config):
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   # One run per workdir; held until this process exits (the kernel drops it even on kill -9).
-  lock = workdir_lock.acquire(FLAGS.workdir) if jax.process_index() == 0 else None  # noqa: F841
+  # An OS lock needs a local file: a gs:// workdir goes unlocked.
+  local = "://" not in FLAGS.workdir
+  lock = (workdir_lock.acquire(FLAGS.workdir)  # noqa: F841
+          if jax.process_index() == 0 and local else None)
   if FLAGS.mode == "eval":
     result = train.evaluate(config, FLAGS.workdir)
     print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))
@@ -126,5 +146,4 @@ def parse_flags_or_exit(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
   app.run(main, flags_parser=parse_flags_or_exit)

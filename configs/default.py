@@ -85,6 +85,9 @@ def get_config():
   config.log_every_steps = 20
   config.checkpoint_every_steps = 0            # 0: checkpoint at the end of every epoch only
   config.max_checkpoints_to_keep = 2
+  # N > 0: a jax.profiler trace of N train steps (after the first, which compiles) in
+  # <workdir>/tensorboard/plugins/profile, for TensorBoard's profile tab or Perfetto.
+  config.profile_steps = 0
   return config
 
 

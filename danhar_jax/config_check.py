@@ -27,6 +27,8 @@ def validate(config) -> None:
                      ("num_classes", 2)):
     _integer(config, field, low)
   _integer(config, "seed", 0, MAX_SEED)
+  if config.get("profile_steps") is not None:
+    _integer(config, "profile_steps", 0)
   if config.steps_per_epoch != -1:
     _integer(config, "steps_per_epoch", 1, allowed="-1 (every full batch) or an integer >= 1")
   if config.max_checkpoints_to_keep is not None:

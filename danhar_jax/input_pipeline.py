@@ -44,8 +44,21 @@ def builder(config):
   if builder_config and builder_config not in configs:
     raise ValueError(f"{name} has no builder config {builder_config!r}; valid: "
                      f"{', '.join(configs) or 'none'}.")
-  return module.Builder(data_dir=os.path.expanduser(config.data_dir),
+  return module.Builder(data_dir=data_dir(config),
                         config=builder_config or None, file_format="array_record")
+
+
+DEFAULT_DATA_DIR = "~/tensorflow_datasets"  # configs/default.py's
+
+
+def data_dir(config) -> str:
+  """config.data_dir, or TFDS_DATA_DIR (TFDS's own convention) when data_dir is the default.
+
+  A gs:// (or other etils.epath) location is passed to TFDS as is.
+  """
+  if config.data_dir == DEFAULT_DATA_DIR and os.environ.get("TFDS_DATA_DIR"):
+    return os.environ["TFDS_DATA_DIR"]
+  return config.data_dir if "://" in config.data_dir else os.path.expanduser(config.data_dir)
 
 
 def prepare(config):

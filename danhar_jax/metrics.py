@@ -72,3 +72,31 @@ def f1_scores(confusion: np.ndarray) -> dict[str, float]:
       "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
       "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else 0.0,
   }
+
+
+@flax.struct.dataclass
+class SubjectCounts(metrics.Metric):
+  """[subjects, 2]: (windows, correct windows) per subject, from a one-hot of each window's
+  subject index (`subject_onehot` [batch, subjects]); padded windows count nowhere."""
+  counts: jnp.ndarray
+
+  @classmethod
+  def from_model_output(cls, *, logits, labels, subject_onehot, mask=None, **_):
+    mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * mask
+    return cls(counts=subject_onehot.T @ jnp.stack([mask, correct], axis=1))
+
+  def merge(self, other):
+    return type(self)(counts=self.counts + other.counts)
+
+  def compute(self):
+    return self.counts
+
+
+@flax.struct.dataclass
+class EvalMetricsBySubject(metrics.Collection):
+  """EvalMetrics and per-subject counts (CLU reads the fields of the class itself only)."""
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Accuracy
+  confusion: ConfusionMatrix
+  by_subject: SubjectCounts

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.experimental import multihost_utils
@@ -28,6 +29,7 @@ from danhar_jax import localization
 from danhar_jax import metrics as metrics_lib
 from danhar_jax import models
 from danhar_jax import parallel
+from danhar_jax import profiling
 from danhar_jax import writers as writers_lib
 
 AXIS = parallel.AXIS
@@ -142,9 +144,12 @@ def train_step(state: TrainState, batch):
 def eval_step(state: TrainState, batch):
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
                           batch["signal"], train=False)
-  return metrics_lib.EvalMetrics.gather_from_model_output(
+  # With the test windows' subjects, accuracy per subject too (Trainer.subjects).
+  by_subject = {"subject_onehot": batch["subject_onehot"]} if "subject_onehot" in batch else {}
+  collection = metrics_lib.EvalMetricsBySubject if by_subject else metrics_lib.EvalMetrics
+  return collection.gather_from_model_output(
       axis_name=AXIS, loss=metrics_lib.cross_entropy(logits, batch["label"]), logits=logits,
-      labels=batch["label"], mask=batch["mask"])
+      labels=batch["label"], mask=batch["mask"], **by_subject)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,12 +158,11 @@ def eval_step(state: TrainState, batch):
 
 def check_workdir(workdir: str) -> None:
   """Fails before any compute if `workdir` cannot be created or written."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
+  try:  # through etils.epath, so that a gs:// workdir works where its filesystem is installed
+    probe = epath.Path(workdir) / f".write_probe_{os.getpid()}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("ok")
+    probe.unlink()
   except OSError as e:
     raise PermissionError(f"--workdir={workdir} is not a writable directory ({e}). "
                           "Choose a folder you can write to.") from None
@@ -167,7 +171,8 @@ def check_workdir(workdir: str) -> None:
 def checkpoint_manager(workdir: str, config=None) -> ocp.CheckpointManager:
   max_to_keep = config.max_checkpoints_to_keep if config is not None else None
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      epath.Path(workdir if "://" in os.fspath(workdir) else os.path.abspath(workdir))
+      / "checkpoints",
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            cleanup_tmp_directories=True),
       item_names=("state", "config", "pipeline"))
@@ -220,6 +225,12 @@ class Trainer:
     self.segments = localization.test_segments(own_test)
     self.test_signal = own_test["signal"]
     self.test_data = self.par.replicate({k: test[k] for k in ("signal", "label")})
+    # Per-subject accuracy needs every process to agree on the subject list: one process only.
+    self.subjects = None
+    if "subject" in test and n_proc == 1:
+      self.subjects, index = np.unique(test["subject"], return_inverse=True)
+      self.test_data["subject_onehot"] = self.par.replicate(
+          np.eye(len(self.subjects), dtype=np.float32)[index])
     self.p_gather = self.par.map(gather, (True, False), False)
     self.p_train = self.par.map(with_matmul_precision(train_step, precision), (True, False),
                                 (True, True), donate_argnums=(0,))
@@ -271,6 +282,10 @@ class Trainer:
     confusion = np.asarray(result["confusion"])
     out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
            "confusion": confusion.tolist()}
+    if self.subjects is not None:
+      counts = np.asarray(result["by_subject"])
+      out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
+          self.subjects.tolist(), counts.tolist())}
     if self.segments is not None:
       out.update(localization_over_processes(localization.evaluate(
           self.par.unreplicate(pstate), self.test_signal, *self.segments, self.config)))
@@ -299,6 +314,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
   state, start = restore(mngr, state, t)
   writers.forget_after(start)
+  writers.hparams(config.to_dict())
+  profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
   if start:
     logging.info("Resumed from the checkpoint at step %d (epoch %d).", start,
                  start // t.steps_per_epoch)
@@ -310,7 +327,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   progress = writers_lib.Progress(t.total_steps, start, t.global_batch)
   train_acc, pending = None, None
   for step in range(start, t.total_steps):
+    profiler.before(step)
     pstate, m = t.p_train(pstate, t.train_batch(step))
+    profiler.after(step, m)
     m = t.par.unreplicate(m)
     if t.block_each_step:
       parallel.block(m)
@@ -336,7 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       result = t.evaluate(pstate)
       record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
           "accuracy", "macro_f1", "weighted_f1", "loss")}, **last_train,
-                **{k: v for k, v in result.items() if k.startswith("loc_")},
+                **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
                 "eval_seconds": round(time.perf_counter() - started, 3),
                 "confusion": result["confusion"]}
       writers.eval_record(record)
@@ -348,6 +367,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if epoch_done or (config.checkpoint_every_steps
                       and done % config.checkpoint_every_steps == 0):
       save(mngr, t, pstate, done, config)
+  profiler.stop()
   if pending is not None:
     check_finite(*pending)
   mngr.wait_until_finished()

@@ -12,6 +12,7 @@ import os
 import time
 
 import numpy as np
+from etils import epath
 
 
 class Writers:
@@ -19,7 +20,7 @@ class Writers:
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
-    self.jsonl = os.path.join(workdir, "eval_metrics.jsonl")
+    self.jsonl = os.path.join(os.fspath(workdir), "eval_metrics.jsonl")
     self._tb = None
     if enabled:
       from tensorboardX import SummaryWriter  # deferred: only process 0 pays the import
@@ -34,9 +35,26 @@ class Writers:
     if self._tb:
       self._tb.add_image(name, image, step, dataformats="HWC")
 
+  def hparams(self, config: dict) -> None:
+    """The config as text (JSON) and as TensorBoard hparams, linked to the test metrics."""
+    if not self._tb:
+      return
+    from tensorboardX.summary import hparams  # pylint: disable=import-outside-toplevel
+    self._tb.add_text("config", "```\n" + json.dumps(config, indent=1, default=str) + "\n```")
+    flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in flatten(config).items()}
+    metrics = {f"test_{k}": 0.0 for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}
+    writer = self._tb._get_file_writer()  # the run's own folder, beside its scalars
+    for summary in hparams(flat, metrics):
+      writer.add_summary(summary)
+
   def eval_record(self, record: dict) -> None:
     """Appends one evaluation; flushed and fsynced, so a crash right after keeps it."""
     if not self.enabled:
+      return
+    if "://" in self.jsonl:  # a remote workdir: epath appends by rewriting the object
+      path = epath.Path(self.jsonl)
+      path.write_text((path.read_text() if path.exists() else "") + json.dumps(record) + "\n")
       return
     with open(self.jsonl, "a") as f:
       f.write(json.dumps(record) + "\n")
@@ -65,12 +83,22 @@ class Writers:
       self._tb.close()
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{'model': {'widths': ...}} -> {'model.widths': ...}."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
 def read_eval_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, "eval_metrics.jsonl")
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / "eval_metrics.jsonl"
+  if not path.exists():
     return []
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
 class Progress:

@@ -184,10 +184,12 @@ class Protocol:
       raise _common.RawFormatError(dataset_dir / "column_names.txt", None, str(e)) from None
     self.norm_min, self.norm_span = lo, hi - lo
 
-  def load_run(self, path) -> tuple[np.ndarray, np.ndarray]:
-    """A run file as (normalised float32 signal [rows, 113], class [rows])."""
+  def load_run(self, path, with_time: bool = False):
+    """A run file as (normalised float32 signal [rows, 113], class [rows]), and with `with_time`
+    its MILLISEC column [rows] too (predict reports window times)."""
     table = _common.read_numeric_table(path, NUM_COLUMNS)
     classes = gesture_classes(table[:, self.label_column], path)
+    milliseconds = table[:, 0].copy()
     x = _common.fill_nan_linear(table[:, self.columns], leading="keep", trailing="hold")
     del table
     x[np.isnan(x)] = 0
@@ -196,6 +198,8 @@ class Protocol:
     x[x > 1] = 0.99
     x[x < 0] = 0
     _common.check_finite(x, path, "the 113 body-worn channels")
+    if with_time:
+      return x.astype(np.float32), classes, milliseconds
     return x.astype(np.float32), classes
 
 

@@ -78,18 +78,23 @@ def load(data_dir) -> tuple[np.ndarray, np.ndarray]:
                                    f"{values[row]} is outside 1..{hi or 'inf'}")
   labels[:, 0] -= 1
 
+  signal = load_windows(data_path)
+  if len(signal) != len(labels):
+    raise _common.RawFormatError(data_path, None, f"acc_data has {len(signal)} rows but "
+                                 f"{labels_path} has {len(labels)}: the files do not belong "
+                                 "together")
+  return signal, labels
+
+
+def load_windows(data_path) -> np.ndarray:
+  """acc_data.mat as float32 windows [N, 151 time, 3 axes]: the builder's and predict's reader."""
   data = load_mat(data_path, "acc_data")
   if data.ndim != 2 or data.shape[1] != len(AXES) * WINDOW:
     raise _common.RawFormatError(data_path, None,
                                  f"acc_data is {data.shape}, expected (N, {len(AXES) * WINDOW})")
-  if len(data) != len(labels):
-    raise _common.RawFormatError(data_path, None, f"acc_data has {len(data)} rows but "
-                                 f"{labels_path} has {len(labels)}: the files do not belong "
-                                 "together")
   _common.check_finite(data, data_path, "acc_data (the line is the 1-based row)")
   # Each row is the x block, then the y block, then the z block.
-  signal = data.reshape(len(data), len(AXES), WINDOW).transpose(0, 2, 1).astype(np.float32)
-  return signal, labels
+  return data.reshape(len(data), len(AXES), WINDOW).transpose(0, 2, 1).astype(np.float32)
 
 
 def _cell_text(cell) -> str:

@@ -202,6 +202,18 @@ def _interp(grid: np.ndarray, t: np.ndarray, values: np.ndarray) -> np.ndarray:
   return np.stack([np.interp(x, xp, values[:, k]) for k in range(values.shape[1])], axis=1)
 
 
+def activity_windows(streams: dict[str, Stream], paths: dict[str, object]):
+  """Yields (letter, grid origin ns, signal [n, 6], window starts) for each activity run.
+
+  What the builder stores, and what `--mode=predict` runs on: one code path for both.
+  """
+  for letter in ACTIVITIES:
+    runs = [run_samples(streams[s], letter, paths[s]) for s in SENSORS]
+    signal, valid = align(*runs)
+    origin = max(runs[0][0][0], runs[1][0][0]) if len(signal) else 0
+    yield letter, int(origin), signal, segment_window_starts(valid)
+
+
 def segment_window_starts(valid: np.ndarray) -> np.ndarray:
   """Starts of the 200-point windows inside each maximal run of valid grid points."""
   segments = _common.runs(valid) if len(valid) else []
@@ -271,13 +283,11 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
       for sensor, path in paths[subject].items():
         streams[sensor] = parse_stream(path, subject)
         progress.file_done(path, len(streams[sensor].timestamp))
-      for letter, name in ACTIVITIES.items():
-        signal, valid = align(*(run_samples(streams[s], letter, paths[subject][s])
-                                for s in SENSORS))
-        for start in segment_window_starts(valid).tolist():
+      for letter, _, signal, starts in activity_windows(streams, paths[subject]):
+        for start in starts.tolist():
           yield f"{subject}_{letter}_{start}", {
               "signal": signal[start:start + WINDOW],
-              "label": name,
+              "label": ACTIVITIES[letter],
               "subject": subject,
               "start": start,
           }

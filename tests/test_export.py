@@ -1,0 +1,105 @@
+"""--mode=export: StableHLO replayed by a process that imports only jax, ONNX, the model card."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from danhar_jax import export
+from danhar_jax import trained as trained_lib
+from tests import trained_workdir
+from tests.conftest import ROOT
+
+# Deserialises and runs the export with jax alone; fails if anything of ours or flax loads.
+REPLAY = r"""
+import sys
+import numpy as np
+import jax
+exported = jax.export.deserialize(open(sys.argv[1] + "/model.stablehlo", "rb").read())
+ref = np.load(sys.argv[1] + "/reference.npz")
+logits = np.asarray(exported.call(ref["windows"]))
+assert np.array_equal(logits, ref["logits"]), np.abs(logits - ref["logits"]).max()
+one = np.asarray(exported.call(ref["windows"][:1]))  # another batch size: polymorphic
+assert one.shape == (1, ref["logits"].shape[1]), one.shape
+bad = [m for m in sys.modules if m.split(".")[0] in ("danhar_jax", "flax", "tfds_builders")]
+assert not bad, bad
+print("replayed", logits.shape)
+"""
+
+
+def env():
+  return dict(os.environ, DANHAR_OFFLINE="1", JAX_PLATFORMS="cpu",
+              PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  workdir = trained_workdir.make(tmp_path_factory.mktemp("export") / "run")
+  proc = subprocess.run([sys.executable, "main.py", "--mode=export", f"--workdir={workdir}"],
+                        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir
+
+
+def test_stablehlo_replays_exactly_in_a_process_with_only_jax(exported):
+  proc = subprocess.run([sys.executable, "-c", REPLAY, str(exported / "export")],
+                        env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=""), cwd="/",
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "replayed (37, 6)" in proc.stdout
+
+
+def test_reference_logits_are_the_models(exported):
+  t = trained_lib.from_workdir(str(exported))
+  ref = np.load(exported / "export" / "reference.npz")
+  # Another conv_impl computes the same function: equal up to float32 rounding.
+  logits = np.asarray(t.forward("im2col")(ref["windows"]))
+  np.testing.assert_allclose(ref["logits"], logits, atol=1e-4)
+  assert np.ptp(ref["logits"]) > 0
+
+
+def test_model_card(exported):
+  card = json.loads((exported / "export" / "model_card.json").read_text())
+  assert card["class_names"][0] == "Downstairs" and len(card["class_names"]) == 6
+  assert card["input_shape"] == [None, 200, 3] and card["channels"] == ["x", "y", "z"]
+  assert card["sample_rate_hz"] == 20 and card["window_step_samples"] == 100
+  assert card["test_metrics"]["accuracy"] == 0.5 and card["step"] == 3
+  assert card["config"]["model"]["widths"] == [16, 16, 16]
+  assert card["files"]["stablehlo"]["platforms"] == ["cpu", "cuda", "rocm", "tpu"]
+  t = trained_lib.from_workdir(str(exported))
+  assert card["num_params"] == t.num_params > 1000
+  assert "no normalisation" in card["preprocessing"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "untrained"])
+def test_export_refuses_missing_or_untrained_workdir(tmp_path, kind):
+  workdir = tmp_path / "run"
+  if kind == "untrained":
+    (workdir / "checkpoints").mkdir(parents=True)
+  proc = subprocess.run([sys.executable, "main.py", "--mode=export", f"--workdir={workdir}"],
+                        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: --workdir=") and ("does not exist" if kind == "missing"
+                                                   else "untrained") in last
+  assert not (workdir / "export").exists()
+
+
+def test_onnx_matches_jax_for_batch_1_and_37(tmp_path):
+  pytest.importorskip("jax2onnx", reason="the optional export extra is not installed")
+  ort = pytest.importorskip("onnxruntime", reason="the optional export extra is not installed")
+  workdir = trained_workdir.make(tmp_path / "run")
+  t = trained_lib.from_workdir(str(workdir))
+  written = export.export_all(t, str(workdir))
+  card = json.loads(open(written["model_card"]).read())
+  diffs = card["files"]["onnx"]["max_abs_logit_difference_vs_jax"]
+  assert set(diffs) == {"batch_1", "batch_37"} and max(diffs.values()) <= 1e-4
+  session = ort.InferenceSession(written["onnx"], providers=["CPUExecutionProvider"])
+  forward = t.forward("xla")
+  for batch in (1, 37):
+    x = export.reference_input((200, 3), batch)
+    got = session.run(None, {"windows": x})[0]
+    np.testing.assert_allclose(got, np.asarray(forward(x)), atol=1e-4, rtol=0)
