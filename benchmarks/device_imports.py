@@ -26,6 +26,8 @@ OPTIONAL = {
     "tensorflow": "TFDS's own builder test cases; the tfds-cli extra",
     "jax_plugins": "the namespace of installed accelerator plugins; imported inside try",
     "tfds_builders._testing": "TFDS's builder test case, which needs TensorFlow",
+    "jax2onnx": "ONNX export, the export extra; StableHLO export needs only jax",
+    "onnxruntime": "checks the ONNX export, the export extra",
 }
 
 
