@@ -110,11 +110,11 @@ def count_params(model: nn.Module) -> int:
 
 def build(config, device: str = "cpu") -> DanHAR:
   """The peer model; fails if its parameter count differs from the JAX model's."""
-  from danhar_jax import models  # pylint: disable=import-outside-toplevel
+  from danhar_jax import models, summary  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   model = DanHAR(config).to(device)
   jax_model = models.create_model(config)
-  expected = models.count_params(jax.eval_shape(
+  expected = summary.count_params(jax.eval_shape(
       lambda: models.init_variables(jax_model, config.input_shape))["params"])
   got = count_params(model)
   if got != expected:

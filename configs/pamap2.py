@@ -22,9 +22,12 @@ ExponentialLR 0.85.
 from configs import default
 
 SETTINGS = {
-    "cnn": (300, 5e-4, 0.0, "constant", 1.0, 1),
-    "resnet": (300, 5e-4, 1e-3, "exponential", 0.85, 1),
-    "danhar": (300, 5e-4, 1e-3, "exponential", 0.85, 1),
+    "cnn": dict(batch_size=300, learning_rate=5e-4, weight_decay=0.0,
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+    "resnet": dict(batch_size=300, learning_rate=5e-4, weight_decay=1e-3,
+                   lr_schedule="exponential", lr_decay_rate=0.85, lr_step_epochs=1),
+    "danhar": dict(batch_size=300, learning_rate=5e-4, weight_decay=1e-3,
+                   lr_schedule="exponential", lr_decay_rate=0.85, lr_step_epochs=1),
 }
 
 

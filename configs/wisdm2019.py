@@ -16,7 +16,16 @@ roughly 1–2 minutes per epoch on the 12 staged subjects.
 """
 
 from configs import default
-from configs import wisdm
+
+# The authors' WISDM settings (configs/wisdm.py): the same model files apply.
+SETTINGS = {
+    "cnn": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+    "resnet": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-6,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
+    "danhar": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
+}
 
 
 def get_config(arg=None):
@@ -26,4 +35,4 @@ def get_config(arg=None):
   config.num_classes = 18
   config.model.kernel, config.model.strides, config.model.padding = 6, (2, 2, 2), 0
   config.model.temporal_kernel = (7, 7)
-  return default.finalize(config, arg, wisdm.SETTINGS)
+  return default.finalize(config, arg, SETTINGS)

@@ -35,7 +35,9 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import localization  # pylint: disable=g-import-not-at-top,wrong-import-position
+from danhar_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import writers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Sensor columns of each dataset's windows, in order.
@@ -275,12 +277,11 @@ def make_all(config, workdir: str, baseline_workdir: str | None = None,
   label = run_label(workdir, "this run")
   records = writers.read_eval_metrics(workdir)
   paths = []
-  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   test, class_names = input_pipeline.load_test(config)
   name = config.dataset
 
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
-    state, step = localization.restore_state(config, workdir)
+    state, step = train.restore_state(config, workdir)
     logits, maps = localization.attention(state, test["signal"], batch_size=batch_size)
     mapped = localization.time_mapped(maps, config, test["signal"].shape[1])
     if mapped:

@@ -15,7 +15,7 @@ import numpy as np
 
 
 class Writers:
-  """TensorBoard scalars and images, plus one JSON object per evaluation."""
+  """TensorBoard scalars, plus one JSON object per evaluation."""
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
@@ -29,10 +29,6 @@ class Writers:
     if self._tb:
       for k, v in values.items():
         self._tb.add_scalar(k, float(v), step)
-
-  def image(self, step: int, name: str, image: np.ndarray) -> None:
-    if self._tb:
-      self._tb.add_image(name, image, step, dataformats="HWC")
 
   def eval_record(self, record: dict) -> None:
     """Appends one evaluation; flushed and fsynced, so a crash right after keeps it."""
@@ -55,10 +51,6 @@ class Writers:
       with open(tmp, "w") as f:
         f.writelines(kept)
       os.replace(tmp, self.jsonl)
-
-  def flush(self) -> None:
-    if self._tb:
-      self._tb.flush()
 
   def close(self) -> None:
     if self._tb:

@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from danhar_jax import models
+from danhar_jax import summary
 from tests.test_models import authors_config, with_random
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_torch_peer_has_the_jax_parameter_count(dataset, variant):
   pytest.importorskip("torch")
   import torch_reference  # pylint: disable=import-outside-toplevel
   config = authors_config(dataset, variant)
-  expected = models.count_params(jax.eval_shape(lambda: models.init_variables(
+  expected = summary.count_params(jax.eval_shape(lambda: models.init_variables(
       models.create_model(config), config.input_shape))["params"])
   assert torch_reference.count_params(torch_reference.DanHAR(config)) == expected
   torch_reference.build(config)  # asserts the same internally

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from configs import wisdm
+from danhar_jax import checkpoints
 from danhar_jax import input_pipeline
 from danhar_jax import metrics
 from danhar_jax import train
@@ -89,7 +90,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monke
   workdir = str(tmp_path / "run")
   monkeypatch.setattr(input_pipeline, "open_splits", lambda config: fake_splits())
   train.train_and_evaluate(quick_config(1), workdir)
-  mngr = train.checkpoint_manager(workdir)
+  mngr = checkpoints.manager(workdir)
   before = mngr.latest_step()
   good = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   poisoned = fake_splits()
@@ -99,7 +100,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monke
     train.train_and_evaluate(quick_config(2), workdir)
   assert before == 3
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == good
-  assert train.checkpoint_manager(workdir).latest_step() == 3
+  assert checkpoints.manager(workdir).latest_step() == 3
 
 
 def test_unwritable_workdir_fails_before_any_compute(tmp_path, monkeypatch):
@@ -265,7 +266,7 @@ def test_the_train_step_compiles_once():
   logging.getLogger("jax").addHandler(handler)
   train_split, test_split, names = fake_splits()
   config = quick_config(1)
-  t = train.Trainer(config, train_split, test_split, names)
+  t = train.Trainer(config, train_split, test_split)
   pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
   pstate, _ = t.p_train(pstate, t.train_batch(0))
   jax.block_until_ready(pstate)
