@@ -22,7 +22,7 @@ seconds of one training step and of one evaluation of the largest variant of eac
 gives every cell the same number of epochs so that the whole plan fits `--budget_hours`, prints
 the plan, and runs it:
 
-  python benchmarks/ablation.py --manual_dir=../shared/data/wisdm_2019 --budget_hours=2
+  python benchmarks/ablation.py --manual_dir=/path/to/wisdm_2019 --budget_hours=2
   python benchmarks/ablation.py --plan_only ...        # measure and print the plan, run nothing
   python benchmarks/ablation.py --epochs=1 --steps_per_epoch=2 --seeds=0 \
       --variants=cnn,danhar --weakly_variants=danhar --name=ablation_smoke   # smoke (minutes)

@@ -1,6 +1,6 @@
 """DanHAR in plain PyTorch, built the way the authors' code builds it: the peer for throughput.py.
 
-The model follows godwenbin/DanHAR (danhar-official-code.md §1): NCHW input `(N, 1, T, S)`,
+The model follows godwenbin/DanHAR: NCHW input `(N, 1, T, S)`,
 `Conv2d` with (k, 1) kernels, `BatchNorm2d`, CBAM channel attention (avg + max pool, a shared
 bias-free 1×1-conv MLP with reduction 16) and spatial ("temporal") attention (mean/max over
 filters, a bias-free k×k conv, sigmoid), a projection shortcut in every block, no ReLU after the

@@ -13,7 +13,7 @@ The authors' output layer is 18 wide; we map the 18 non-transient activity ids t
 Expected result: the paper reports a 1.95% relative improvement of DanHAR over the standard CNN on
 PAMAP2 (see its Table III for the absolute accuracies).
 Expected run time: the largest model here, 1,728 MFLOP per window forward; ~5.6k training windows
-(the authors' file) → about 29 TFLOP per epoch. Minutes per epoch on a 2-core CPU; seconds on a GPU.
+(the authors' file) → about 29 TFLOP per epoch. Minutes per epoch on a small CPU; seconds on a GPU.
 
 Settings per model file: CNN batch 300, Adam 5e-4, no L2, constant LR; ResNet and DanHAR L2 1e-3,
 ExponentialLR 0.85.

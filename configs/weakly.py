@@ -3,7 +3,7 @@ r"""Weakly labeled HAR (the paper's §4.6): one target activity hidden in a long
 Run (DanHAR, the authors' settings, 500 epochs), then look at where it attends:
 
   python main.py --config=configs/weakly.py --workdir=runs/weakly_danhar \
-      --config.manual_dir=../shared/data/wisdm_2019
+      --config.manual_dir=/path/to/wisdm_2019
   python main.py --config=configs/weakly.py --workdir=runs/weakly_danhar --mode=figures
 
 The authors' weakly labeled data (50 Hz iPhone acceleration, 2048×3 windows, 4 classes) is private.

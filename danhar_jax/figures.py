@@ -10,7 +10,7 @@ writes into `<workdir>/figures/`:
 * `sensor_attention.png` (Fig. 12): the temporal-attention mask averaged over time per sensor
   column and over the test windows of each true activity: a heat map of activity x sensor per
   block. (The authors' Fig. 12 script plots a channel-attention-weighted feature map of one
-  sample, danhar-official-code.md §1.7 item 8; the mask's sensor columns are the per-sensor
+  sample; the mask's sensor columns are the per-sensor
   quantity the model actually has, so this is what we average.)
 * `confusion.png` (Fig. 13): the last evaluation's confusion matrix of this run, and of the
   baseline run (e.g. the ResNet) beside it when `baseline_workdir` is given; rows normalised to

@@ -19,7 +19,7 @@ from tests.test_models import authors_config, with_random
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-# Every JSON row must carry these (issue #4), and the rates must be positive numbers.
+# Every JSON row must carry these, and the rates must be positive numbers.
 REQUIRED = ("config", "dtype", "batch_size", "devices", "device", "impl", "peer",
             "train_windows_per_s", "eval_windows_per_s", "mfu", "train_ms", "train_ms_min",
             "train_ms_max", "train_compile_s", "train_tflops", "peak_tflops",

@@ -281,7 +281,7 @@ def read_numeric_table(path: os.PathLike | str, num_columns: int) -> np.ndarray:
   """A whitespace-separated numeric text table (`NaN` allowed) as float64 [rows, num_columns].
 
   The PAMAP2 and OPPORTUNITY `.dat` files are 4-207 MB each, so the happy path is numpy's C
-  `loadtxt` over the whole file (about 25-45 MB/s on this machine; `float()` per field in Python
+  `loadtxt` over the whole file (`float()` per field in Python
   is several times slower). When that fails, or finds fewer rows than lines (it skips blank
   lines silently), a line-by-line scan names the first bad line. Blank lines are errors, except
   at the end of the file, so row `i` of the result is line `i + 1` of the file; the builders rely
