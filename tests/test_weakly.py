@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
 from tfds_builders.weakly import weakly_dataset_builder as weakly
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 from tests.test_wisdm_builders import WISDM2019_REAL
@@ -127,7 +128,7 @@ def test_dummy_builds_both_sources(tmp_path):
 
 
 def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   (tmp_path / "empty").mkdir()
   with pytest.raises(_common.MissingRawFilesError) as error:
     build(weakly, tmp_path / "data", tmp_path / "empty", "wisdm2019")
