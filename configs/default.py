@@ -31,6 +31,18 @@ VARIANTS = {
 }
 
 
+# The training settings of the authors' WISDM model files, shared by configs/wisdm.py and
+# configs/wisdm2019.py.
+WISDM_SETTINGS = {
+    "cnn": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+    "resnet": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-6,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
+    "danhar": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
+}
+
+
 def get_config():
   """Fields common to every dataset. Dataset configs override the dataset-specific ones."""
   config = ml_collections.ConfigDict()

@@ -23,14 +23,7 @@ ResNet L2 1e-6, ExponentialLR 0.9; DanHAR L2 1e-3, ExponentialLR 0.9. The paper 
 
 from configs import default
 
-SETTINGS = {
-    "cnn": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
-                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
-    "resnet": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-6,
-                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
-    "danhar": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
-                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
-}
+SETTINGS = default.WISDM_SETTINGS
 
 
 def get_config(arg=None):

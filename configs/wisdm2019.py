@@ -16,15 +16,8 @@ roughly 1–2 minutes per epoch on the 12 staged subjects.
 
 from configs import default
 
-# The authors' WISDM settings (configs/wisdm.py): the same model files apply.
-SETTINGS = {
-    "cnn": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
-                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
-    "resnet": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-6,
-                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
-    "danhar": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
-                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
-}
+# The authors' WISDM model files apply: same rate, windows and model.
+SETTINGS = default.WISDM_SETTINGS
 
 
 def get_config(arg=None):
