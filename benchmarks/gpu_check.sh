@@ -84,7 +84,7 @@ else
           --conv_impls=xla,winograd --repeats=5 --warmup=1 --steps=10)
   stage throughput_float32 130 "$PYTHON" benchmarks/throughput.py --dtypes=float32 "${common[@]}" \
     --json="$OUT/throughput_float32.json"
-  # In bfloat16 the 'winograd' rows compute as im2col (models.winograd_applies).
+  # In bfloat16 the 'winograd' rows compute as im2col (ops/winograd.py, winograd_applies).
   stage throughput_bfloat16 100 "$PYTHON" benchmarks/throughput.py --dtypes=bfloat16 "${common[@]}" \
     --json="$OUT/throughput_bfloat16.json"
   # torch.compile takes tens of seconds per model: only the two datasets of the CPU target.

@@ -26,6 +26,7 @@ REQUIRED = ("config", "dtype", "batch_size", "devices", "device", "impl", "peer"
             "forward_mflop_per_window")
 
 
+@pytest.mark.slow
 def test_throughput_writes_rows_with_the_required_keys(tmp_path):
   out = tmp_path / "rows.json"
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
@@ -83,6 +84,7 @@ def test_torch_peer_trains_and_evaluates(dataset):
   assert eval_step().shape == (2, config.num_classes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_torch_peer_computes_the_jax_model(dataset):
   """With the JAX weights loaded, the peer's training pass (logits, running statistics,

@@ -67,6 +67,7 @@ def test_forward_flops(dataset):
   assert round(flops / 1e6) == FORWARD_MFLOP[dataset]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["im2col", "winograd"])
 @pytest.mark.parametrize("dataset", ["wisdm", "pamap2", "unimib_shar", "opportunity"])
 def test_conv_impls_equal_lax_conv(dataset, impl):
@@ -80,6 +81,7 @@ def test_conv_impls_equal_lax_conv(dataset, impl):
   np.testing.assert_allclose(jax.jit(model.apply)(variables, x), reference, rtol=2e-4, atol=2e-4)
 
 
+@pytest.mark.slow
 def test_winograd_trains_like_lax_conv():
   """Loss gradients of a training-mode pass (batch statistics, conv1 fused with the shortcut).
 
@@ -104,6 +106,7 @@ def test_winograd_trains_like_lax_conv():
   assert float(jnp.linalg.norm(got_flat - want_flat) / jnp.linalg.norm(want_flat)) < 5e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet", "cnn"])
 def test_input_layer_batch_norm_from_patches_equals_batch_norm_2d(backbone):
   """In training, the 1-channel input layer's BatchNorms come from the patches' moments
@@ -140,6 +143,7 @@ def with_random(tree, keyword: str, scale: float, seed: int = 2):
 CONV_BN = {"conv1": "bn1", "conv2": "bn2", "shortcut_conv": "shortcut_bn"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet", "cnn"])
 def test_batch_norm_keeps_pytorchs_statistics_without_the_conv_biases(backbone):
   """Training leaves every conv bias out (the batch mean absorbs it) and adds it to the running
@@ -187,6 +191,7 @@ def test_opportunity_feeds_time_as_channels():
   assert variables["params"]["classifier"]["kernel"].shape == (384 * 14, 17)
 
 
+@pytest.mark.slow
 def test_attention_maps_are_sown_per_block():
   config = authors_config("wisdm")
   model = models.create_model(config)
@@ -203,6 +208,7 @@ def test_attention_maps_are_sown_per_block():
     assert float(mask.min()) >= 0 and float(mask.max()) <= 1
 
 
+@pytest.mark.slow
 def test_logit_standardization_keeps_argmax_and_standardizes_the_batch():
   config = authors_config("wisdm", "resnet")
   x = jax.random.normal(jax.random.key(2), (8, 200, 3))
@@ -215,6 +221,7 @@ def test_logit_standardization_keeps_argmax_and_standardizes_the_batch():
   assert abs(float(standardized.std()) - 1) < 1e-3
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_with_float32_params():
   config = authors_config("wisdm")
   config.model.dtype = "bfloat16"

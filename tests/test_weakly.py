@@ -140,6 +140,7 @@ def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
 # Builds from the real WISDM-2019 watch data (12 staged subjects, 1600-1611).
 
 
+@pytest.mark.slow
 @needs_wisdm2019_real
 def test_real_wisdm2019_build_is_pinned_and_deterministic(tmp_path):
   build(weakly, tmp_path / "a", WISDM2019_REAL, "wisdm2019")
@@ -171,6 +172,7 @@ def test_real_wisdm2019_build_is_pinned_and_deterministic(tmp_path):
       config, range(0, 1024, 97))
 
 
+@pytest.mark.slow
 @needs_wisdm2019_real
 def test_real_wisdm2019_2048_windows_fit(tmp_path):
   # 2048 samples (102.4 s) need continuous walking; every staged walking run is one unbroken

@@ -390,6 +390,7 @@ def test_wisdm2019_missing_gyro_file(tmp_path, monkeypatch):
     build(wisdm2019, tmp_path / "data", tmp_path / "manual")
 
 
+@pytest.mark.slow
 @needs_wisdm2019_real
 def test_wisdm2019_real_builds(tmp_path):
   start = time.perf_counter()
