@@ -11,6 +11,7 @@ environment set them) and every process runs the same command.
 """
 
 import json
+import logging as std_logging
 import os
 import sys
 
@@ -43,8 +44,15 @@ flags.DEFINE_bool("distributed", False, "Multi-host run whose cluster (SLURM, Cl
                   "jax.distributed.initialize() detects by itself.")
 
 
+def quiet_orbax() -> None:
+  """Orbax narrates every checkpoint save at INFO through absl: keep its warnings only."""
+  std_logging.getLogger("absl").addFilter(
+      lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
+
+
 def main(argv):
   del argv
+  quiet_orbax()
   # Before JAX starts its threads, and on the CPU backend only: XLA:CPU's step temporaries are
   # otherwise unmapped and faulted in again every step (danhar_jax/host_memory.py).
   from danhar_jax import config_check, host_memory

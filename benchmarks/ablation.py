@@ -22,7 +22,7 @@ seconds of one training step and of one evaluation of the largest variant of eac
 gives every cell the same number of epochs so that the whole plan fits `--budget_hours`, prints
 the plan, and runs it:
 
-  python benchmarks/ablation.py --manual_dir=../shared/data/wisdm_2019 --budget_hours=2
+  python benchmarks/ablation.py --manual_dir=/path/to/wisdm_2019 --budget_hours=2
   python benchmarks/ablation.py --plan_only ...        # measure and print the plan, run nothing
   python benchmarks/ablation.py --epochs=1 --steps_per_epoch=2 --seeds=0 \
       --variants=cnn,danhar --weakly_variants=danhar --name=ablation_smoke   # smoke (minutes)
@@ -119,8 +119,8 @@ def calibrate(config, steps: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from danhar_jax import input_pipeline, localization, train  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  train_split, test, names = input_pipeline.load(config)
-  t = train.Trainer(config, train_split, test, names)
+  train_split, test, _ = input_pipeline.load(config)
+  t = train.Trainer(config, train_split, test)
   pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
   load_s = time.perf_counter() - start
 
@@ -154,8 +154,8 @@ def calibrate(config, steps: int) -> dict:
 
 def relative_cost(suite: str, variant: str, reference: str, values: dict) -> float:
   """Forward FLOPs of `variant` over those of the calibrated `reference` (same suite)."""
-  from danhar_jax import models  # pylint: disable=g-import-not-at-top
-  flops = [models.forward_flops(models.create_model(c), c.input_shape)
+  from danhar_jax import models, summary  # pylint: disable=g-import-not-at-top
+  flops = [summary.forward_flops(models.create_model(c), c.input_shape)
            for c in (make_config(suite, v, values) for v in (variant, reference))]
   return flops[0] / flops[1]
 
@@ -201,9 +201,20 @@ def plan(args, cells) -> dict:
 # Running and collecting.
 
 
+def evaluate_localization(config, workdir: str) -> dict[str, float]:
+  """Localisation scores of the latest checkpoint of `workdir` on `config`'s test split."""
+  from danhar_jax import input_pipeline, localization, train  # pylint: disable=g-import-not-at-top
+  test, _ = input_pipeline.load_test(config)
+  if localization.test_segments(test) is None:
+    raise ValueError(f"{config.dataset} has no segment_start/segment_end features to score "
+                     "localisation against; use the weakly dataset.")
+  state, _ = train.restore_state(config, workdir)
+  return localization.evaluator(state, test, config)
+
+
 def run_cell(args, suite: str, variant: str, seed: int, epochs: int) -> dict:
   """Trains one cell (or reuses its saved result) and returns its result."""
-  from danhar_jax import localization, models, writers  # pylint: disable=g-import-not-at-top
+  from danhar_jax import models, summary, writers  # pylint: disable=g-import-not-at-top
   workdir = cell_dir(args, suite, variant, seed)
   result_path = os.path.join(workdir, "result.json")
   values = overrides(args, suite, seed, epochs)
@@ -234,7 +245,7 @@ def run_cell(args, suite: str, variant: str, seed: int, epochs: int) -> dict:
   result = {"suite": suite, "variant": variant, "seed": seed, "command": cmd[1:],
             "epochs": last["epoch"], "step": last["step"],
             **{k: last[k] for k in METRICS},
-            "params": models.count_params(shapes["params"]),
+            "params": summary.count_params(shapes["params"]),
             "wall_seconds": wall, "eval_seconds": sum(r.get("eval_seconds", 0) for r in records),
             "resumed": resumed}
   result["train_seconds"] = wall - result["eval_seconds"]
@@ -242,9 +253,7 @@ def run_cell(args, suite: str, variant: str, seed: int, epochs: int) -> dict:
     if "loc_pointing_uniform" in last:  # the trainer scored localisation itself
       result.update({k: v for k, v in last.items() if k.startswith("loc_")})
     else:
-      scores = localization.evaluate_workdir(config, workdir)
-      scores.pop("step")
-      result.update(scores)
+      result.update(evaluate_localization(config, workdir))
   with open(result_path, "w") as f:
     json.dump(result, f, indent=1)
   print(f"[{suite} {variant} seed {seed}] accuracy {result['accuracy']:.4f}, macro-F1 "

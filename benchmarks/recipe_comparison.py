@@ -178,7 +178,8 @@ def calibrate(config, steps: int) -> dict:
 def relative_cost(cell: str, values: dict) -> float:
   """Forward FLOPs of `cell` over DanHAR's (the calibrated model)."""
   from danhar_jax import models  # pylint: disable=g-import-not-at-top
-  flops = [models.forward_flops(models.create_model(c), c.input_shape)
+  from danhar_jax import summary as summary_lib  # pylint: disable=g-import-not-at-top
+  flops = [summary_lib.forward_flops(models.create_model(c), c.input_shape)
            for c in (make_config(cell, values), make_config("danhar", values))]
   return flops[0] / flops[1]
 
@@ -272,12 +273,10 @@ def per_subject(args, cell: str, seed: int, epochs: int) -> dict:
   config = make_config(cell, overrides(args, cell, seed, epochs))
   test, _ = input_pipeline.load_test(config)
   model = models.create_model(config)
-  mngr = train.checkpoint_manager(cell_dir(args, cell, seed))
-  if mngr.latest_step() is None:
+  try:
+    state, step = train.restore_state(config, cell_dir(args, cell, seed))
+  except FileNotFoundError:
     return {}
-  # steps_per_epoch only shapes the LR schedule, which the restored state does not hold.
-  state, step = train.restore(mngr, train.create_train_state(config, model, 1))
-  mngr.close()
   predict = jax.jit(lambda v, x: jnp_argmax(model.apply(v, x, train=False)))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   n, batch = len(test["label"]), config.eval_batch_size
@@ -399,6 +398,7 @@ def findings(summary: dict, subjects: dict) -> list[str]:
 
 def report(args) -> None:
   from danhar_jax import models, writers  # pylint: disable=g-import-not-at-top
+  from danhar_jax import summary as summary_lib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   plan_path = os.path.join(args.runs_dir, "plan.json")
   the_plan = json.load(open(plan_path)) if os.path.exists(plan_path) else {}
@@ -408,7 +408,7 @@ def report(args) -> None:
     config = make_config(cell, overrides(args, cell, 0, max(1, epochs or 1)))
     shapes = jax.eval_shape(lambda c=config: models.init_variables(models.create_model(c),
                                                                    c.input_shape))
-    params[cell] = models.count_params(shapes["params"])
+    params[cell] = summary_lib.count_params(shapes["params"])
     for seed in args.seed_list:
       workdir = cell_dir(args, cell, seed)
       records = writers.read_eval_metrics(workdir)

@@ -22,7 +22,7 @@ What is timed, for every (config, dtype, batch size, device count, conv impl):
 All contenders of one setting are timed interleaved, one repeat of each in turn, so the load of
 anything else on the machine falls on all of them alike. Rates are the median over --repeats
 after --warmup untimed repeats, with the min–max spread. FLOPs are analytic
-(`models.forward_flops`, conv and Dense multiply-accumulates × 2); a training step is counted
+(`summary.forward_flops`, conv and Dense multiply-accumulates × 2); a training step is counted
 as 3× the forward (forward, and the two matmuls of the backward per layer). MFU divides the
 achieved FLOP/s by the rate of a large jitted matmul in the same dtype on the same device, timed
 interleaved with the steps. Each row also records the CPU cores other processes used meanwhile
@@ -62,6 +62,7 @@ from danhar_jax import host_memory  # pylint: disable=g-import-not-at-top
 from danhar_jax import input_pipeline
 from danhar_jax import models
 from danhar_jax import parallel
+from danhar_jax import summary
 from danhar_jax import train
 
 DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
@@ -341,10 +342,11 @@ def jax_runs(config, batch: int, n_dev: int, mode: str = "pmap") -> dict:
   n_split = max(_SPLIT.value, batch)
   data = replicate(synthetic_split(config, n_split))
   precision = config.get("matmul_precision", "default")
-  p_gather = par.map(train.gather, (True, False), False)
-  p_train = par.map(train.with_matmul_precision(train.train_step, precision), (True, False),
-                    (True, True), donate_argnums=(0,))
-  p_eval = par.map(train.with_matmul_precision(train.eval_step, precision), (True, False), True)
+  p_gather = par.map(train.gather, in_replicated=(True, False), out_replicated=False)
+  p_train = par.map(train.with_matmul_precision(train.train_step, precision),
+                    in_replicated=(True, False), out_replicated=(True, True), donate_argnums=(0,))
+  p_eval = par.map(train.with_matmul_precision(train.eval_step, precision),
+                   in_replicated=(True, False), out_replicated=True)
   steps_per_epoch = n_split // batch
   box = {"state": replicate(train.create_train_state(config, model, steps_per_epoch))}
 
@@ -451,7 +453,7 @@ def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[
           config.model.attention, "dtype": dtype, "matmul_precision": precision,
           "batch_size": batch, "devices": n_dev, "device": device_kind,
           "platform": jax.default_backend()}
-  flops = models.forward_flops(models.create_model(with_model(config, dtype, impls[0])),
+  flops = summary.forward_flops(models.create_model(with_model(config, dtype, impls[0])),
                                config.input_shape)
   runs, meta = {}, {}
   modes = [m for m in _PARALLELISM.value if m != "shard_map" or n_dev == jax.local_device_count()]
@@ -606,7 +608,7 @@ def main(argv):
     print("torch not installed: peer skipped")
     torch_ok = False
   for label, config in configs:
-    flops = models.forward_flops(models.create_model(config), config.input_shape)
+    flops = summary.forward_flops(models.create_model(config), config.input_shape)
     print(f"{label}: input {tuple(config.input_shape)}, {config.num_classes} classes, "
           f"forward {flops / 1e6:,.0f} MFLOP/window (train step counted as 3× = "
           f"{3 * flops / 1e6:,.0f})")
@@ -614,7 +616,7 @@ def main(argv):
       authors = config.copy_and_resolve_references()
       authors.input_shape, authors.num_classes = (64, 107), 17
       print(f"  (at the authors' 107-channel, 17-class shape: "
-            f"{models.forward_flops(models.create_model(authors), (64, 107)) / 1e6:,.0f} "
+            f"{summary.forward_flops(models.create_model(authors), (64, 107)) / 1e6:,.0f} "
             "MFLOP/window)")
   rows = previous_rows()
   started = time.perf_counter()

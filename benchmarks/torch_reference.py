@@ -1,6 +1,6 @@
 """DanHAR in plain PyTorch, built the way the authors' code builds it: the peer for throughput.py.
 
-The model follows godwenbin/DanHAR (danhar-official-code.md §1): NCHW input `(N, 1, T, S)`,
+The model follows godwenbin/DanHAR: NCHW input `(N, 1, T, S)`,
 `Conv2d` with (k, 1) kernels, `BatchNorm2d`, CBAM channel attention (avg + max pool, a shared
 bias-free 1×1-conv MLP with reduction 16) and spatial ("temporal") attention (mean/max over
 filters, a bias-free k×k conv, sigmoid), a projection shortcut in every block, no ReLU after the
@@ -110,11 +110,11 @@ def count_params(model: nn.Module) -> int:
 
 def build(config, device: str = "cpu") -> DanHAR:
   """The peer model; fails if its parameter count differs from the JAX model's."""
-  from danhar_jax import models  # pylint: disable=import-outside-toplevel
+  from danhar_jax import models, summary  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   model = DanHAR(config).to(device)
   jax_model = models.create_model(config)
-  expected = models.count_params(jax.eval_shape(
+  expected = summary.count_params(jax.eval_shape(
       lambda: models.init_variables(jax_model, config.input_shape))["params"])
   got = count_params(model)
   if got != expected:

@@ -4,7 +4,7 @@ Uniform attention and a randomly placed box say what chance gives. This says wha
 architecture gives before any training: the temporal-attention maps at initialisation (seeds 0-2,
 the trainer's own init) scored by the same rules as eval_metrics.jsonl.
 
-  python benchmarks/untrained_localization.py --manual_dir=../shared/data/wisdm_2019
+  python benchmarks/untrained_localization.py --manual_dir=/path/to/wisdm_2019
 """
 
 import argparse

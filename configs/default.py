@@ -21,13 +21,25 @@ import ml_collections
 
 # The authors' model files per variant; the ablation variants use the DanHAR file's settings.
 VARIANTS = {
-    "danhar": ("resnet", "channel_temporal"),
-    "resnet": ("resnet", "none"),
-    "cnn": ("cnn", "none"),
-    "att_cnn": ("cnn", "channel_temporal"),
-    "channel": ("resnet", "channel"),
-    "temporal": ("resnet", "temporal"),
-    "temporal_channel": ("resnet", "temporal_channel"),
+    "danhar": dict(backbone="resnet", attention="channel_temporal"),
+    "resnet": dict(backbone="resnet", attention="none"),
+    "cnn": dict(backbone="cnn", attention="none"),
+    "att_cnn": dict(backbone="cnn", attention="channel_temporal"),
+    "channel": dict(backbone="resnet", attention="channel"),
+    "temporal": dict(backbone="resnet", attention="temporal"),
+    "temporal_channel": dict(backbone="resnet", attention="temporal_channel"),
+}
+
+
+# The training settings of the authors' WISDM model files, shared by configs/wisdm.py and
+# configs/wisdm2019.py.
+WISDM_SETTINGS = {
+    "cnn": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+    "resnet": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-6,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
+    "danhar": dict(batch_size=210, learning_rate=1e-3, weight_decay=1e-3,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
 }
 
 
@@ -88,14 +100,17 @@ def get_config():
   # N > 0: a jax.profiler trace of N train steps (after the first, which compiles) in
   # <workdir>/tensorboard/plugins/profile, for TensorBoard's profile tab or Perfetto.
   config.profile_steps = 0
+  # Scorers added to every evaluation (train.EVALUATORS): 'localization' needs a dataset with
+  # each window's target segment, as `weakly` has.
+  config.evaluators = ()
   return config
 
 
 def finalize(config, arg, settings):
   """Applies the variant named in `arg` with its `settings[variant]`, then `quick` if asked.
 
-  `settings` maps 'cnn' | 'resnet' | 'danhar' to (batch_size, learning_rate, weight_decay,
-  lr_schedule, lr_decay_rate, lr_step_epochs), read from the authors' model files.
+  `settings` maps 'cnn' | 'resnet' | 'danhar' to the training fields of that model file
+  (batch_size, learning_rate, weight_decay, lr_schedule, lr_decay_rate, lr_step_epochs).
   """
   tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
   unknown = [t for t in tokens if t not in VARIANTS and t != "quick"]
@@ -106,10 +121,9 @@ def finalize(config, arg, settings):
   if len(variants) > 1:
     raise ValueError(f"Choose one model variant, not {variants}.")
   variant = variants[0]
-  config.model.backbone, config.model.attention = VARIANTS[variant]
+  config.model.update(VARIANTS[variant])
   trained_as = variant if variant in ("cnn", "resnet") else "danhar"
-  (config.batch_size, config.learning_rate, config.weight_decay, config.lr_schedule,
-   config.lr_decay_rate, config.lr_step_epochs) = settings[trained_as]
+  config.update(settings[trained_as])
   if "quick" in tokens:
     config.batch_size = 32
     config.eval_batch_size = 256

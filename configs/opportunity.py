@@ -27,9 +27,12 @@ StepLR(30, 0.1); DanHAR L2 1e-4, ExponentialLR 0.9. The paper says lr 1e-4, ×0.
 from configs import default
 
 SETTINGS = {
-    "cnn": (300, 1e-3, 1e-3, "constant", 1.0, 1),
-    "resnet": (300, 1e-3, 1e-5, "step", 0.1, 30),
-    "danhar": (300, 1e-3, 1e-4, "exponential", 0.9, 1),
+    "cnn": dict(batch_size=300, learning_rate=1e-3, weight_decay=1e-3,
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+    "resnet": dict(batch_size=300, learning_rate=1e-3, weight_decay=1e-5,
+                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=30),
+    "danhar": dict(batch_size=300, learning_rate=1e-3, weight_decay=1e-4,
+                   lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
 }
 
 

@@ -20,9 +20,12 @@ StepLR(30, 0.1); DanHAR L2 1e-4, StepLR(50, 0.1). Strides are 2, 3, 2.
 from configs import default
 
 SETTINGS = {
-    "cnn": (200, 1e-3, 0.0, "constant", 1.0, 1),
-    "resnet": (200, 1e-3, 1e-5, "step", 0.1, 30),
-    "danhar": (200, 1e-3, 1e-4, "step", 0.1, 50),
+    "cnn": dict(batch_size=200, learning_rate=1e-3, weight_decay=0.0,
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+    "resnet": dict(batch_size=200, learning_rate=1e-3, weight_decay=1e-5,
+                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=30),
+    "danhar": dict(batch_size=200, learning_rate=1e-3, weight_decay=1e-4,
+                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=50),
 }
 
 

@@ -3,7 +3,7 @@ r"""Weakly labeled HAR (the paper's §4.6): one target activity hidden in a long
 Run (DanHAR, the authors' settings, 500 epochs), then look at where it attends:
 
   python main.py --config=configs/weakly.py --workdir=runs/weakly_danhar \
-      --config.manual_dir=../shared/data/wisdm_2019
+      --config.manual_dir=/path/to/wisdm_2019
   python main.py --config=configs/weakly.py --workdir=runs/weakly_danhar --mode=figures
 
 The authors' weakly labeled data (50 Hz iPhone acceleration, 2048×3 windows, 4 classes) is private.
@@ -27,9 +27,12 @@ StepLR(50, 0.1); DanHAR L2 1e-5 and a constant LR (its StepLR is created but nev
 from configs import default
 
 SETTINGS = {
-    "cnn": (200, 1e-3, 0.0, "exponential", 0.9, 1),
-    "resnet": (200, 1e-3, 0.0, "step", 0.1, 50),
-    "danhar": (200, 1e-3, 1e-5, "constant", 1.0, 1),
+    "cnn": dict(batch_size=200, learning_rate=1e-3, weight_decay=0.0,
+                lr_schedule="exponential", lr_decay_rate=0.9, lr_step_epochs=1),
+    "resnet": dict(batch_size=200, learning_rate=1e-3, weight_decay=0.0,
+                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=50),
+    "danhar": dict(batch_size=200, learning_rate=1e-3, weight_decay=1e-5,
+                   lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
 }
 
 
@@ -41,4 +44,5 @@ def get_config(arg=None):
   config.model.widths = (64, 128, 256)
   config.model.kernel, config.model.strides, config.model.padding = 6, (3, 3, 3), 1
   config.model.temporal_kernel = (7, 7)
+  config.evaluators = ("localization",)
   return default.finalize(config, arg, SETTINGS)

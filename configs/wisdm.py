@@ -14,7 +14,7 @@ Expected result: the paper reports 98.85% test accuracy for DanHAR on WISDM, and
 improvement over the standard CNN.
 Expected run time: ~10,981 windows, 37 steps/epoch at batch 210. One epoch of DanHAR is about
 6.2 TFLOP (3 × 401 MFLOP × 7,687 windows): tens of seconds on a GPU per 100 epochs, about two
-hours per 100 epochs on a 2-core CPU (see the README's performance table for measured rates).
+hours per 100 epochs on a small CPU (the README's performance table has measured rates).
 
 Settings per model file (godwenbin/DanHAR): CNN batch 210, Adam 1e-3, L2 1e-3, constant LR;
 ResNet L2 1e-6, ExponentialLR 0.9; DanHAR L2 1e-3, ExponentialLR 0.9. The paper says
@@ -23,11 +23,7 @@ ResNet L2 1e-6, ExponentialLR 0.9; DanHAR L2 1e-3, ExponentialLR 0.9. The paper 
 
 from configs import default
 
-SETTINGS = {  # batch, lr, L2, schedule, gamma, step epochs
-    "cnn": (210, 1e-3, 1e-3, "constant", 1.0, 1),
-    "resnet": (210, 1e-3, 1e-6, "exponential", 0.9, 1),
-    "danhar": (210, 1e-3, 1e-3, "exponential", 0.9, 1),
-}
+SETTINGS = default.WISDM_SETTINGS
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ The logit LayerNorm is built inside their `forward`, so it holds no weights here
 Layouts: PyTorch convs are OIHW, ours HWIO. PyTorch flattens the last block's NCHW output as
 (filter, time, sensor) and ours flattens NHWC as (time, sensor, filter), so the classifier's input
 rows are permuted. BatchNorm `running_var` is PyTorch's unbiased one, which is what our
-`batch_stats` hold too (models.batch_norm_2d), so the statistics are copied as they are.
+`batch_stats` hold too (ops.batch_norm.BatchNorm2d), so the statistics are copied as they are.
 
 Any mismatch with the config is refused with one line naming the first offending key. torch is
 not imported here: values may be torch tensors or numpy arrays.

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from danhar_jax import models
 from danhar_jax import parallel
+from danhar_jax import train
 
 LR_SCHEDULES = ("constant", "exponential", "step")
 DTYPES = ("float32", "bfloat16")
-MATMUL_PRECISIONS = ("default", "high", "highest")
 MAX_SEED = 2**32 - 1
 
 
@@ -39,7 +39,10 @@ def validate(config) -> None:
   _choice(config, "lr_schedule", LR_SCHEDULES)
   _choice(config, "parallelism", parallel.MODES)
   if config.get("matmul_precision") is not None:
-    _choice(config, "matmul_precision", MATMUL_PRECISIONS)
+    _choice(config, "matmul_precision", train.MATMUL_PRECISIONS)
+  for name in config.get("evaluators", ()):
+    if name not in train.EVALUATORS:
+      _fail("evaluators", tuple(config.evaluators), f"names among {', '.join(train.EVALUATORS)}")
   m = config.model
   _choice(m, "backbone", models.BACKBONES, "model.")
   _choice(m, "attention", models.ATTENTIONS, "model.")

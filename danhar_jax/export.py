@@ -23,6 +23,7 @@ import os
 import jax
 import numpy as np
 
+from danhar_jax import predict
 from danhar_jax import trained as trained_lib
 
 EXPORT_CONV_IMPL = "xla"
@@ -67,7 +68,6 @@ def onnx_max_differences(path: str, logits_fn, input_shape) -> dict[str, float]:
 
 
 def model_card(t: trained_lib.Trained, extra: dict | None = None) -> dict:
-  from danhar_jax import predict  # pylint: disable=import-outside-toplevel
   name = t.config.dataset.partition("/")[0]
   spec = predict.SPECS.get(name)
   channels = list(spec.channels) if spec and spec.channels else None
@@ -97,7 +97,6 @@ def model_card(t: trained_lib.Trained, extra: dict | None = None) -> dict:
 
 
 def _window_step(name: str) -> int | None:
-  from danhar_jax import predict  # pylint: disable=import-outside-toplevel
   modules = {"wisdm": predict.wisdm, "wisdm2019": predict.wisdm2019, "pamap2": predict.pamap2,
              "opportunity": predict.opportunity}
   return int(modules[name].STEP) if name in modules else None

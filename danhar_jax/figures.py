@@ -10,7 +10,7 @@ writes into `<workdir>/figures/`:
 * `sensor_attention.png` (Fig. 12): the temporal-attention mask averaged over time per sensor
   column and over the test windows of each true activity: a heat map of activity x sensor per
   block. (The authors' Fig. 12 script plots a channel-attention-weighted feature map of one
-  sample, danhar-official-code.md §1.7 item 8; the mask's sensor columns are the per-sensor
+  sample; the mask's sensor columns are the per-sensor
   quantity the model actually has, so this is what we average.)
 * `confusion.png` (Fig. 13): the last evaluation's confusion matrix of this run, and of the
   baseline run (e.g. the ResNet) beside it when `baseline_workdir` is given; rows normalised to
@@ -35,7 +35,9 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import localization  # pylint: disable=g-import-not-at-top,wrong-import-position
+from danhar_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import writers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Sensor columns of each dataset's windows, in order.
@@ -275,12 +277,11 @@ def make_all(config, workdir: str, baseline_workdir: str | None = None,
   label = run_label(workdir, "this run")
   records = writers.read_eval_metrics(workdir)
   paths = []
-  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   test, class_names = input_pipeline.load_test(config)
   name = config.dataset
 
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
-    state, step = localization.restore_state(config, workdir)
+    state, step = train.restore_state(config, workdir)
     logits, maps = localization.attention(state, test["signal"], batch_size=batch_size)
     mapped = localization.time_mapped(maps, config, test["signal"].shape[1])
     if mapped:

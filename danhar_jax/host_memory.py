@@ -3,12 +3,11 @@
 XLA:CPU allocates all of a step's temporaries as one block (363 MB for a WISDM train step at batch
 64) and frees it when the step ends. glibc serves a block that large with `mmap`, from the worker
 thread's arena, and gives it back with `munmap`. Every step then faults the whole block in again,
-one zeroed 4 KiB page at a time: 92,000 page faults and 0.2 s of kernel time per WISDM step on a
-2-core CPU (benchmarks/README.md, Findings).
+one zeroed 4 KiB page at a time (benchmarks/README.md, Findings, has the counts).
 
 `keep_freed_memory()` makes glibc serve every thread from its main heap, without `mmap`, and never
 trim that heap, so the block freed by one step is the block the next step gets: a WISDM step then
-faults no page at all (median), and trains about 20% faster (median of nine paired runs). The heap still grows now and then,
+faults no page at all. The heap still grows now and then,
 when smaller allocations have split a freed block, and it never shrinks: the process keeps its
 peak heap until it exits. It must run before JAX starts its threads, so `main.py` and the
 benchmarks call it before their first computation. Without glibc (macOS, musl) it does nothing.

@@ -14,6 +14,7 @@ access into the array_record files; for the test split, its fixed slice of every
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -94,7 +95,7 @@ class Split:
   `parts` are (data source, record indices) pairs in order: one TFDS split, or, under
   `config.test_subjects`, the records of both TFDS splits that belong here. `read(rows)` reads
   the windows at those positions alone: that is how each process of a multi-host run reads only
-  its shard (train.Trainer); `read_all()` reads everything.
+  its shard (`ProcessRows`); `read_all()` reads everything.
   """
 
   def __init__(self, parts):
@@ -243,3 +244,50 @@ def eval_batches(num_examples: int, global_batch: int, num_processes: int = 1,
     idx = np.where(mask, idx, 0).astype(np.int32)
     sl = slice(process_index, None, num_processes)
     yield idx[sl], mask[sl]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessRows:
+  """Which rows of each split this process holds, and where a global row sits among them.
+
+  With one process it holds every train row; otherwise only its shard of the current epoch's
+  batches, renewed per epoch. Of the test split it holds its fixed slice of every eval batch,
+  plus row 0, where the eval batches' padding points.
+  """
+  seed: int
+  n_train: int
+  n_test: int
+  global_batch: int
+  eval_batch: int
+  steps_per_epoch: int
+  num_processes: int = 1
+  process_index: int = 0
+
+  def train(self, epoch: int) -> np.ndarray:
+    """The sorted train rows held during `epoch`."""
+    if self.num_processes == 1:
+      return np.arange(self.n_train)
+    return epoch_rows(self.seed, epoch, self.steps_per_epoch, self.n_train, self.global_batch,
+                      self.num_processes, self.process_index)
+
+  def own_test(self) -> np.ndarray:
+    """The sorted test rows this process evaluates."""
+    return eval_rows(self.n_test, self.eval_batch, self.num_processes, self.process_index)
+
+  def test(self) -> np.ndarray:
+    """The sorted test rows held: `own_test()` and row 0."""
+    return np.union1d(self.own_test(), [0])
+
+  def train_batch(self, epoch: int, step_in_epoch: int) -> np.ndarray:
+    """This process's rows of the global batch at (epoch, step)."""
+    return train_indices(self.seed, epoch, step_in_epoch, self.n_train, self.global_batch,
+                         self.num_processes, self.process_index)
+
+  def eval_batches(self):
+    """(rows, mask) of this process's part of every eval batch."""
+    return eval_batches(self.n_test, self.eval_batch, self.num_processes, self.process_index)
+
+
+def positions(held: np.ndarray, rows: np.ndarray) -> np.ndarray:
+  """Where global `rows` sit among the sorted `held` rows: indices into the held arrays."""
+  return np.searchsorted(held, rows).astype(np.int32)

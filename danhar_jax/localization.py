@@ -271,7 +271,7 @@ def evaluate(model, signals: np.ndarray, segment_starts, segment_ends, config, *
 
 
 # ---------------------------------------------------------------------------------------------
-# Data and checkpoints, for callers outside the training loop (figures, ablation).
+# The trainer's evaluator.
 
 SEGMENT_FEATURES = ("segment_start", "segment_end")
 
@@ -283,29 +283,11 @@ def test_segments(test: dict) -> tuple[np.ndarray, np.ndarray] | None:
   return tuple(np.asarray(test[k], np.int64) for k in SEGMENT_FEATURES)
 
 
-def restore_state(config, workdir: str):
-  """The latest checkpoint of `workdir` as an unreplicated TrainState, and its step."""
-  from danhar_jax import models  # pylint: disable=g-import-not-at-top
-  from danhar_jax import train  # pylint: disable=g-import-not-at-top
-  mngr = train.checkpoint_manager(workdir)
-  try:
-    if mngr.latest_step() is None:
-      raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
-    # steps_per_epoch only shapes the LR schedule, not the optimiser state's structure.
-    state = train.create_train_state(config, models.create_model(config), steps_per_epoch=1)
-    return train.restore(mngr, state)
-  finally:
-    mngr.close()
-
-
-def evaluate_workdir(config, workdir: str, **kwargs) -> dict[str, float]:
-  """`evaluate` for the latest checkpoint of `workdir` on `config`'s test split."""
-  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  test, _ = input_pipeline.load_test(config)
+def evaluator(state, test: dict, config) -> dict[str, float]:
+  """`config.evaluators=('localization',)`: `evaluate` on test windows with known segments."""
   segments = test_segments(test)
   if segments is None:
-    raise ValueError(f"{config.dataset} has no segment_start/segment_end features to score "
-                     "localisation against; use the weakly dataset.")
-  state, step = restore_state(config, workdir)
-  return {"step": float(step), **evaluate(state, test["signal"], *segments, config, **kwargs)}
-
+    raise ValueError(f"config.evaluators has 'localization', but {config.dataset} has no "
+                     "segment_start/segment_end features to score it against; use the weakly "
+                     "dataset.")
+  return evaluate(state, test["signal"], *segments, config)

@@ -21,12 +21,13 @@ import os
 import ml_collections
 import numpy as np
 
+from danhar_jax import input_pipeline
+from danhar_jax import train
 from danhar_jax import writers as writers_lib
 
 
 def dataset_subjects(config) -> dict[int, int]:
   """{subject: windows} over both splits of the prepared dataset (built if missing)."""
-  from danhar_jax import input_pipeline  # pylint: disable=import-outside-toplevel
   b = input_pipeline.prepare(config)
   counts: dict[int, int] = {}
   for split in ("train", "test"):
@@ -54,7 +55,6 @@ def fold_result(workdir: str, total_steps: int | None = None) -> dict | None:
 
 def run(config, workdir: str, subjects: list[str] | None = None) -> str:
   """Runs (or resumes) every fold; writes and returns the Markdown table."""
-  from danhar_jax import train  # pylint: disable=import-outside-toplevel
   if not workdir:
     raise ValueError("--mode=loso needs --workdir (one sub-workdir per subject goes there).")
   if config.test_subjects:

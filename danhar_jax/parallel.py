@@ -31,17 +31,14 @@ class Parallel:
       raise ValueError(f"config.parallelism={self.mode!r} is not one of {', '.join(MODES)}.")
 
   @property
-  def num_devices(self) -> int:
-    return jax.device_count()
-
-  @property
   def mesh(self):
     return jax.make_mesh((jax.device_count(),), (AXIS,),
                          axis_types=(jax.sharding.AxisType.Explicit,))
 
-  def map(self, fn: Callable, replicated: tuple[bool, ...], out_replicated: bool | tuple,
+  def map(self, fn: Callable, *, in_replicated: tuple[bool, ...], out_replicated: bool | tuple,
           donate_argnums=()) -> Callable:
-    """`fn` mapped over devices. Each argument is replicated or split along the batch."""
+    """`fn` mapped over devices. Each argument and output is replicated (True) or split along
+    the batch (False), as `in_replicated` and `out_replicated` say."""
     if self.mode == "pmap":
       return jax.pmap(fn, axis_name=AXIS, donate_argnums=donate_argnums)
     spec = lambda r: P() if r else P(AXIS)
@@ -49,7 +46,7 @@ class Parallel:
            else spec(out_replicated))
     # The steps make their replicated outputs equal on every device with pmean/all_gather, but
     # shard_map cannot prove it for CLU's all_gather-then-reduce metrics: skip the static check.
-    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=tuple(map(spec, replicated)),
+    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=tuple(map(spec, in_replicated)),
                            out_specs=out, check_vma=False)
     return jax.jit(mapped, donate_argnums=donate_argnums)
 
@@ -58,7 +55,7 @@ class Parallel:
     if self.mode == "pmap":
       # Laid out as pmap lays out its outputs: a leading axis over the local devices, on a mesh
       # named AXIS. flax.jax_utils.replicate uses a mesh of another name, so the step's second
-      # call, on its own output, would miss the compile cache and compile again (10-15 s here).
+      # call, on its own output, would miss the compile cache and compile again.
       devices = devices or jax.local_devices()
       n = len(devices)
       sharding = NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)), P(AXIS))
@@ -81,5 +78,5 @@ class Parallel:
 
 
 def block(tree) -> None:
-  """Waits for `tree`. On CPU, queued shard_map steps with collectives can deadlock (stack.md §2)."""
+  """Waits for `tree`. On CPU, queued shard_map steps with collectives can deadlock."""
   jax.tree.map(lambda x: x.block_until_ready() if isinstance(x, jnp.ndarray) else x, tree)

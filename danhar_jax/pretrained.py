@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from danhar_jax import export
 from danhar_jax import trained as trained_lib
 
 # The repository's pretrained/ (beside danhar_jax/); DANHAR_PRETRAINED_DIR points elsewhere.
@@ -71,7 +72,6 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
 
 def save(t: trained_lib.Trained, name: str, root: pathlib.Path | None = None) -> pathlib.Path:
   """Writes pretrained/<name>/ from a trained model: its variables and model card."""
-  from danhar_jax import export  # pylint: disable=import-outside-toplevel
   folder = (root or directory()) / name
   folder.mkdir(parents=True, exist_ok=True)
   np.savez(folder / "variables.npz", **flatten(

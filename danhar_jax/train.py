@@ -20,10 +20,10 @@ import ml_collections
 import numpy as np
 import optax
 from etils import epath
-import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
+from danhar_jax import checkpoints
 from danhar_jax import input_pipeline
 from danhar_jax import localization
 from danhar_jax import metrics as metrics_lib
@@ -33,10 +33,9 @@ from danhar_jax import profiling
 from danhar_jax import writers as writers_lib
 
 AXIS = parallel.AXIS
-
-# Orbax narrates every save at INFO through absl; keep its warnings, drop the narration.
-logging.getLogger("absl").addFilter(
-    lambda r: r.levelno >= logging.WARNING or "orbax" not in r.pathname)
+# Scorers that `config.evaluators` can add to every evaluation: f(state, test windows, config)
+# → {name: float}, run by each process on its own test rows (weighted by their `loc_n`).
+EVALUATORS = {"localization": localization.evaluator}
 
 
 class TrainState(train_state.TrainState):
@@ -168,21 +167,11 @@ def check_workdir(workdir: str) -> None:
                           "Choose a folder you can write to.") from None
 
 
-def checkpoint_manager(workdir: str, config=None) -> ocp.CheckpointManager:
-  max_to_keep = config.max_checkpoints_to_keep if config is not None else None
-  return ocp.CheckpointManager(
-      epath.Path(workdir if "://" in os.fspath(workdir) else os.path.abspath(workdir))
-      / "checkpoints",
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           cleanup_tmp_directories=True),
-      item_names=("state", "config", "pipeline"))
-
-
 class Trainer:
   """Everything one run needs on the devices: data, mapped steps, and the state."""
 
-  def __init__(self, config, train, test, class_names):
-    self.config, self.class_names = config, class_names
+  def __init__(self, config, train, test):
+    self.config = config
     self.par = parallel.Parallel(config.parallelism)
     self.train_split = train
     self.n_train, self.n_test = input_pipeline.size(train), input_pipeline.size(test)
@@ -196,8 +185,13 @@ class Trainer:
                        f"{self.global_batch}. Lower config.batch_size.")
     self.steps_per_epoch = min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
     self.total_steps = config.num_epochs * self.steps_per_epoch
+    unknown = [e for e in config.evaluators if e not in EVALUATORS]
+    if unknown:
+      raise ValueError(f"config.evaluators {unknown} are not among {', '.join(EVALUATORS)}.")
     self.model = models.create_model(config, bn_axis_name=AXIS)
     precision = config.get("matmul_precision", "default")
+    self.resolved = {"conv_impl": self.model.conv_impl, "backend": jax.default_backend(),
+                     "matmul_precision": precision}
     logging.info("Model: %s/%s, %s, conv_impl %s (config: %s), matmul precision %s.",
                  config.model.backbone, config.model.attention, config.model.dtype,
                  self.model.conv_impl, config.model.conv_impl, precision)
@@ -209,21 +203,19 @@ class Trainer:
                  self.n_train, self.n_train - self.steps_per_epoch * self.global_batch,
                  self.n_test)
 
-    # The rows held on this process's devices: all of them with one process, else only this
-    # process's shard (input_pipeline.epoch_rows, eval_rows), the train shard renewed per epoch.
-    # Pads of eval batches point at row 0, so it is always held.
+    self.rows = input_pipeline.ProcessRows(
+        seed=config.seed, n_train=self.n_train, n_test=self.n_test,
+        global_batch=self.global_batch, eval_batch=self.eval_batch,
+        steps_per_epoch=self.steps_per_epoch, num_processes=n_proc,
+        process_index=jax.process_index())
     self.held_epoch = None
-    own = input_pipeline.eval_rows(self.n_test, self.eval_batch, n_proc, jax.process_index())
-    self.test_rows = np.union1d(own, [0])
+    self.test_rows = self.rows.test()
     test = input_pipeline.take(test, self.test_rows)
+    own = self.rows.own_test()
     if n_proc > 1:
       logging.info("Process %d/%d holds its shard of the test split: %d of %d windows.",
                    jax.process_index(), n_proc, len(own), self.n_test)
-    # Weakly labeled windows know where their target is: evaluation also scores localisation,
-    # each process on its own rows.
-    own_test = {k: v[np.isin(self.test_rows, own)] for k, v in test.items()}
-    self.segments = localization.test_segments(own_test)
-    self.test_signal = own_test["signal"]
+    self.own_test = {k: v[np.isin(self.test_rows, own)] for k, v in test.items()}
     self.test_data = self.par.replicate({k: test[k] for k in ("signal", "label")})
     # Per-subject accuracy needs every process to agree on the subject list: one process only.
     self.subjects = None
@@ -231,11 +223,13 @@ class Trainer:
       self.subjects, index = np.unique(test["subject"], return_inverse=True)
       self.test_data["subject_onehot"] = self.par.replicate(
           np.eye(len(self.subjects), dtype=np.float32)[index])
-    self.p_gather = self.par.map(gather, (True, False), False)
-    self.p_train = self.par.map(with_matmul_precision(train_step, precision), (True, False),
-                                (True, True), donate_argnums=(0,))
-    self.p_eval = self.par.map(with_matmul_precision(eval_step, precision), (True, False), True)
-    # Queued shard_map steps can deadlock XLA:CPU's collectives (stack.md §2): block every step.
+    self.p_gather = self.par.map(gather, in_replicated=(True, False), out_replicated=False)
+    self.p_train = self.par.map(with_matmul_precision(train_step, precision),
+                                in_replicated=(True, False), out_replicated=(True, True),
+                                donate_argnums=(0,))
+    self.p_eval = self.par.map(with_matmul_precision(eval_step, precision),
+                               in_replicated=(True, False), out_replicated=True)
+    # Queued shard_map steps can deadlock XLA:CPU's collectives: block every step there.
     self.block_each_step = (config.parallelism == "shard_map"
                             and jax.devices()[0].platform == "cpu")
 
@@ -244,9 +238,7 @@ class Trainer:
     n_proc = jax.process_count()
     if self.held_epoch is not None and (n_proc == 1 or self.held_epoch == epoch):
       return
-    rows = (np.arange(self.n_train) if n_proc == 1 else input_pipeline.epoch_rows(
-        self.config.seed, epoch, self.steps_per_epoch, self.n_train, self.global_batch, n_proc,
-        jax.process_index()))
+    rows = self.rows.train(epoch)
     train = input_pipeline.take(self.train_split, rows)
     self.train_data = None  # frees the last epoch's shard before placing the next
     self.train_data = self.par.replicate({k: train[k] for k in ("signal", "label")})
@@ -255,24 +247,20 @@ class Trainer:
       logging.info("Process %d/%d holds its shard of epoch %d: %d of %d train windows.",
                    jax.process_index(), n_proc, epoch + 1, len(rows), self.n_train)
 
-  def batch(self, data, idx: np.ndarray):
-    local = idx.reshape(jax.local_device_count(), -1)
+  def batch(self, data, positions: np.ndarray):
+    local = positions.reshape(jax.local_device_count(), -1)
     return self.p_gather(data, self.par.shard(local))
 
   def train_batch(self, step: int):
     epoch, s = divmod(step, self.steps_per_epoch)
     self.hold_train(epoch)
-    idx = input_pipeline.train_indices(self.config.seed, epoch, s, self.n_train,
-                                       self.global_batch, jax.process_count(),
-                                       jax.process_index())
-    return self.batch(self.train_data, np.searchsorted(self.train_rows, idx).astype(np.int32))
+    rows = self.rows.train_batch(epoch, s)
+    return self.batch(self.train_data, input_pipeline.positions(self.train_rows, rows))
 
   def evaluate(self, pstate) -> dict:
     acc = None
-    for idx, mask in input_pipeline.eval_batches(self.n_test, self.eval_batch,
-                                                 jax.process_count(), jax.process_index()):
-      batch = dict(self.batch(self.test_data,
-                              np.searchsorted(self.test_rows, idx).astype(np.int32)))
+    for rows, mask in self.rows.eval_batches():
+      batch = dict(self.batch(self.test_data, input_pipeline.positions(self.test_rows, rows)))
       batch["mask"] = self.par.shard(mask.reshape(jax.local_device_count(), -1))
       m = self.par.unreplicate(self.p_eval(pstate, batch))
       if self.block_each_step:  # the eval step all-gathers too
@@ -286,14 +274,20 @@ class Trainer:
       counts = np.asarray(result["by_subject"])
       out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
           self.subjects.tolist(), counts.tolist())}
-    if self.segments is not None:
-      out.update(localization_over_processes(localization.evaluate(
-          self.par.unreplicate(pstate), self.test_signal, *self.segments, self.config)))
+    for name in self.config.evaluators:
+      state = self.par.unreplicate(pstate)
+      out.update(over_processes(EVALUATORS[name](state, self.own_test, self.config)))
     return out
 
+  def pipeline_position(self, step: int) -> dict:
+    """What a checkpoint records of the input pipeline, and a resumed run must share."""
+    epoch, s = divmod(step, self.steps_per_epoch)
+    return {"seed": self.config.seed, "epoch": epoch, "step_in_epoch": s,
+            "global_batch": self.global_batch, "steps_per_epoch": self.steps_per_epoch}
 
-def localization_over_processes(scores: dict[str, float]) -> dict[str, float]:
-  """Each process scores localisation on its own test shard: the means, weighted by windows."""
+
+def over_processes(scores: dict[str, float]) -> dict[str, float]:
+  """Each process scores its own test shard: the means, weighted by the windows (`loc_n`)."""
   if jax.process_count() == 1:
     return scores
   keys = list(scores)
@@ -307,12 +301,12 @@ def localization_over_processes(scores: dict[str, float]) -> dict[str, float]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config`, evaluating every epoch; resumes from `workdir` if it holds a checkpoint."""
   check_workdir(workdir)
-  train, test, class_names = input_pipeline.open_splits(config)
-  t = Trainer(config, train, test, class_names)
+  train, test, _ = input_pipeline.open_splits(config)
+  t = Trainer(config, train, test)
   state = create_train_state(config, t.model, t.steps_per_epoch)
-  mngr = checkpoint_manager(workdir, config)
+  mngr = checkpoints.manager(workdir, config.max_checkpoints_to_keep)
   writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
-  state, start = restore(mngr, state, t)
+  state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0))
   writers.forget_after(start)
   writers.hparams(config.to_dict())
   profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
@@ -366,7 +360,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                    result["loss"])
     if epoch_done or (config.checkpoint_every_steps
                       and done % config.checkpoint_every_steps == 0):
-      save(mngr, t, pstate, done, config)
+      # With what 'auto' resolved to on this backend, so a run says how it was computed.
+      checkpoints.save(mngr, done, jax.device_get(t.par.unreplicate(pstate)),
+                       {**config.to_dict(), "resolved": t.resolved}, t.pipeline_position(done))
   profiler.stop()
   if pending is not None:
     check_finite(*pending)
@@ -384,49 +380,24 @@ def check_finite(step: int, loss_total) -> None:
         "saved. Check the input windows for NaN/inf, or lower config.learning_rate.")
 
 
-def save(mngr, t: Trainer, pstate, step: int, config) -> None:
-  """Saves state, config and the pipeline position; Orbax commits each step atomically."""
-  epoch, s = divmod(step, t.steps_per_epoch)
-  state = jax.device_get(t.par.unreplicate(pstate))
-  mngr.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      # With what 'auto' resolved to on this backend, so a run says how it was computed.
-      config=ocp.args.JsonSave({**config.to_dict(), "resolved": {
-          "conv_impl": t.model.conv_impl, "backend": jax.default_backend(),
-          "matmul_precision": config.get("matmul_precision", "default")}}),
-      pipeline=ocp.args.JsonSave({"seed": config.seed, "epoch": epoch, "step_in_epoch": s,
-                                  "global_batch": t.global_batch,
-                                  "steps_per_epoch": t.steps_per_epoch})))
-
-
-def restore(mngr, state: TrainState, t: Trainer | None = None) -> tuple[TrainState, int]:
-  """The latest complete checkpoint (Orbax never lists an uncommitted one), or `state` as is."""
-  step = mngr.latest_step()
-  if step is None:
-    return state, 0
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), pipeline=ocp.args.JsonRestore()))
-  pipe = restored.pipeline
-  if t is not None and (pipe["global_batch"], pipe["steps_per_epoch"], pipe["seed"]) != (
-      t.global_batch, t.steps_per_epoch, t.config.seed):
-    raise ValueError(
-        f"{mngr.directory} was trained with batch {pipe['global_batch']}, "
-        f"{pipe['steps_per_epoch']} steps/epoch and seed {pipe['seed']}; this config gives "
-        f"{t.global_batch}, {t.steps_per_epoch} and {t.config.seed}. Resume with the same "
-        "config, or use a new --workdir.")
-  return restored.state, int(step)
+def restore_state(config, workdir: str):
+  """The latest checkpoint of `workdir` as an unreplicated TrainState, and its step."""
+  mngr = checkpoints.manager(workdir)
+  try:
+    if mngr.latest_step() is None:
+      raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
+    # steps_per_epoch only shapes the LR schedule, not the optimiser state's structure.
+    state = create_train_state(config, models.create_model(config), steps_per_epoch=1)
+    return checkpoints.restore(mngr, state)
+  finally:
+    mngr.close()
 
 
 def evaluate(config, workdir: str) -> dict:
   """Evaluates the latest checkpoint in `workdir` on the test split."""
   train, test, class_names = input_pipeline.open_splits(config)
-  t = Trainer(config, train, test, class_names)
-  mngr = checkpoint_manager(workdir)
-  if mngr.latest_step() is None:
-    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
-  state, step = restore(mngr, create_train_state(config, t.model, t.steps_per_epoch))
-  mngr.close()
+  t = Trainer(config, train, test)
+  state, step = restore_state(config, workdir)
   result = t.evaluate(t.par.replicate(state))
   return {"step": step, **result, "class_names": class_names}
 
@@ -435,7 +406,7 @@ def evaluate_variables(config, variables) -> dict:
   """Evaluates `{'params', 'batch_stats'}` from elsewhere (the authors' checkpoints) on the test
   split, as `evaluate` does a run's latest checkpoint."""
   train, test, class_names = input_pipeline.open_splits(config)
-  t = Trainer(config, train, test, class_names)
+  t = Trainer(config, train, test)
   state = create_train_state(config, t.model, t.steps_per_epoch).replace(
       params=variables["params"], batch_stats=variables["batch_stats"])
   return {**t.evaluate(t.par.replicate(state)), "class_names": class_names}

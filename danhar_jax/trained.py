@@ -15,6 +15,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
+
+from danhar_jax import checkpoints
+from danhar_jax import input_pipeline
+from danhar_jax import models
+from danhar_jax import writers
 
 
 @dataclasses.dataclass
@@ -28,7 +34,6 @@ class Trained:
 
   def model(self, conv_impl: str | None = None):
     """The eval-mode model; `conv_impl` overrides the config's (all share parameters)."""
-    from danhar_jax import models  # pylint: disable=import-outside-toplevel
     config = self.config
     if conv_impl is not None:
       config = ml_collections.ConfigDict(config.to_dict())
@@ -62,44 +67,19 @@ def config_from_json(saved: dict) -> ml_collections.ConfigDict:
 
 
 def class_names(config) -> list[str]:
-  from danhar_jax import input_pipeline  # pylint: disable=import-outside-toplevel
   return list(input_pipeline.builder(config).info.features["label"].names)
 
 
 def from_workdir(workdir: str) -> Trained:
   """The latest checkpoint of `workdir`; one-line errors for a missing or untrained workdir."""
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from etils import epath  # pylint: disable=import-outside-toplevel
-  from danhar_jax import writers  # pylint: disable=import-outside-toplevel
   path = epath.Path(workdir)
   if not path.exists():
     raise FileNotFoundError(f"--workdir={workdir} does not exist: train a model there first "
                             "(--mode=train), or use --pretrained=NAME.")
-  directory = path / "checkpoints"
-  step = None
-  if directory.exists():
-    directory = directory if "://" in os.fspath(directory) else os.path.abspath(directory)
-    mngr = ocp.CheckpointManager(directory, item_names=("state", "config"))
-    step = mngr.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint (untrained): train it "
-                            "first with --mode=train.")
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                        config=ocp.args.JsonRestore()))
-  mngr.close()
-  config = config_from_json(restored.config)
-  state = restored.state
+  state, saved_config, step = checkpoints.restore_as_saved(workdir)
+  config = config_from_json(saved_config)
   variables = {k: jax.tree.map(np.asarray, state[k]) for k in ("params", "batch_stats")}
   records = [r for r in writers.read_eval_metrics(workdir) if r.get("step") == step]
   metrics = ({k: v for k, v in records[-1].items() if k != "confusion"} if records else None)
   return Trained(config, variables, class_names(config), os.fspath(workdir), step, metrics)
 
-
-def load(workdir: str | None, pretrained_name: str | None) -> Trained:
-  """The model `--pretrained` names, else the workdir's."""
-  if pretrained_name:
-    from danhar_jax import pretrained  # pylint: disable=import-outside-toplevel
-    return pretrained.load(pretrained_name)
-  if not workdir:
-    raise ValueError("Give --workdir=DIR (a trained run) or --pretrained=NAME.")
-  return from_workdir(workdir)

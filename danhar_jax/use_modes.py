@@ -9,19 +9,29 @@ from __future__ import annotations
 import json
 import logging
 
+from danhar_jax import export
+from danhar_jax import predict
+from danhar_jax import pretrained
 from danhar_jax import trained as trained_lib
 
 
+def load(workdir: str | None, pretrained_name: str | None) -> trained_lib.Trained:
+  """The model `--pretrained` names, else the workdir's."""
+  if pretrained_name:
+    return pretrained.load(pretrained_name)
+  if not workdir:
+    raise ValueError("Give --workdir=DIR (a trained run) or --pretrained=NAME.")
+  return trained_lib.from_workdir(workdir)
+
+
 def run(flags) -> None:
-  t = trained_lib.load(flags.workdir, flags.pretrained)
+  t = load(flags.workdir, flags.pretrained)
   if flags.config is not None and flags.config.dataset != t.config.dataset:
     raise ValueError(f"--config has dataset {flags.config.dataset!r} but the model "
                      f"({t.source}) was trained on {t.config.dataset!r}; drop --config.")
   if flags.mode == "predict":
-    from danhar_jax import predict  # pylint: disable=import-outside-toplevel
     predict.run(t, flags.input, flags.output)
   else:
-    from danhar_jax import export  # pylint: disable=import-outside-toplevel
     if flags.pretrained and not flags.workdir:
       raise ValueError("--mode=export writes into --workdir: give one (it may be empty) with "
                        "--pretrained.")

@@ -16,7 +16,7 @@ from etils import epath
 
 
 class Writers:
-  """TensorBoard scalars and images, plus one JSON object per evaluation."""
+  """TensorBoard scalars, plus one JSON object per evaluation."""
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
@@ -30,10 +30,6 @@ class Writers:
     if self._tb:
       for k, v in values.items():
         self._tb.add_scalar(k, float(v), step)
-
-  def image(self, step: int, name: str, image: np.ndarray) -> None:
-    if self._tb:
-      self._tb.add_image(name, image, step, dataformats="HWC")
 
   def hparams(self, config: dict) -> None:
     """The config as text (JSON) and as TensorBoard hparams, linked to the test metrics."""
@@ -73,10 +69,6 @@ class Writers:
       with open(tmp, "w") as f:
         f.writelines(kept)
       os.replace(tmp, self.jsonl)
-
-  def flush(self) -> None:
-    if self._tb:
-      self._tb.flush()
 
   def close(self) -> None:
     if self._tb:

@@ -13,18 +13,20 @@ import optax
 import pytest
 
 from danhar_jax import models
+from danhar_jax import summary
 from tests.test_models import authors_config, with_random
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-# Every JSON row must carry these (issue #4), and the rates must be positive numbers.
+# Every JSON row must carry these, and the rates must be positive numbers.
 REQUIRED = ("config", "dtype", "batch_size", "devices", "device", "impl", "peer",
             "train_windows_per_s", "eval_windows_per_s", "mfu", "train_ms", "train_ms_min",
             "train_ms_max", "train_compile_s", "train_tflops", "peak_tflops",
             "forward_mflop_per_window")
 
 
+@pytest.mark.slow
 def test_throughput_writes_rows_with_the_required_keys(tmp_path):
   out = tmp_path / "rows.json"
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
@@ -62,7 +64,7 @@ def test_torch_peer_has_the_jax_parameter_count(dataset, variant):
   pytest.importorskip("torch")
   import torch_reference  # pylint: disable=import-outside-toplevel
   config = authors_config(dataset, variant)
-  expected = models.count_params(jax.eval_shape(lambda: models.init_variables(
+  expected = summary.count_params(jax.eval_shape(lambda: models.init_variables(
       models.create_model(config), config.input_shape))["params"])
   assert torch_reference.count_params(torch_reference.DanHAR(config)) == expected
   torch_reference.build(config)  # asserts the same internally
@@ -82,6 +84,7 @@ def test_torch_peer_trains_and_evaluates(dataset):
   assert eval_step().shape == (2, config.num_classes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_torch_peer_computes_the_jax_model(dataset):
   """With the JAX weights loaded, the peer's training pass (logits, running statistics,

@@ -42,6 +42,7 @@ BAD = [
     ("checkpoint_every_steps", -1, "an integer >= 0"),
     ("max_checkpoints_to_keep", 0, "None (keep all) or an integer >= 1"),
     ("profile_steps", -1, "an integer >= 0"),
+    ("evaluators", ("pointing",), "names among localization"),
     ("input_shape", (200,), "two integers >= 1 (time, sensors)"),
     ("input_shape", (200, 0), "two integers >= 1 (time, sensors)"),
     ("input_shape", (10, 3), "need at least 36 time steps"),

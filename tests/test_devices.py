@@ -26,7 +26,7 @@ jax.config.update("jax_log_compiles", True)  # the trainer must fail before comp
 config = quick_config(1)
 config.parallelism, config.batch_size = {mode!r}, 210
 try:
-  train.Trainer(config, *fake_splits(n_train=400))
+  train.Trainer(config, *fake_splits(n_train=400)[:2])
 except ValueError as e:
   print("ERROR:", e)
 """

@@ -19,6 +19,8 @@ import pytest
 from danhar_jax import writers
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # trains or spawns processes: minutes
+
 TINY = ["--config.model.widths=(16,16,16)", "--config.num_epochs=3"]
 
 

@@ -15,6 +15,8 @@ from danhar_jax import figures
 from danhar_jax import input_pipeline
 from danhar_jax import train
 
+pytestmark = pytest.mark.slow  # trains or spawns processes: minutes
+
 SHAPE = (48, 3)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # spawns processes that time steps
+
 # A jitted step with a 64 MiB temporary between two matmuls: 16,384 pages of 4 KiB.
 SCRIPT = """
 import json, resource, sys

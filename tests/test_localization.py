@@ -47,6 +47,7 @@ def test_block_centres_are_the_receptive_field_centres():
   np.testing.assert_allclose(centres[2][:2], [19.5, 46.5])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make, length", [(wisdm.get_config, 300),
                                           (weakly_config.get_config, 1024)])
 def test_block_centres_match_the_models_gradient_support(make, length):
@@ -156,6 +157,7 @@ def test_attention_at_the_segment_scores_perfectly_and_uniform_scores_its_baseli
 # On a model.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, has_attention", [("danhar", True), ("resnet", False)])
 def test_evaluate_on_a_small_model(variant, has_attention):
   config = small(weakly_config.get_config(variant), (120, 3))

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from danhar_jax import models
+from danhar_jax import summary
 
 # (dataset config, variant) → parameters of the authors' PyTorch model files
-# (danhar-official-code.md §1.5); the "M" in the paper's tables is count / 2^20.
+# (godwenbin/DanHAR); the "M" in the paper's tables is count / 2^20.
 PAPER_COUNTS = {
     ("wisdm", "cnn"): 1_625_094, ("wisdm", "resnet"): 2_414_598, ("wisdm", "danhar"): 2_443_564,
     ("pamap2", "cnn"): 2_862_354, ("pamap2", "resnet"): 3_651_858,
@@ -29,7 +30,7 @@ PAPER_COUNTS = {
 }
 PAPER_M = {("wisdm", "danhar"): 2.33, ("pamap2", "danhar"): 3.51, ("unimib_shar", "danhar"): 2.40,
            ("opportunity", "danhar"): 1.57, ("weakly", "danhar"): 0.95, ("wisdm", "cnn"): 1.55}
-# Forward MFLOP per window of DanHAR on the authors' shapes (issue #4).
+# Forward MFLOP per window of DanHAR on the authors' shapes.
 FORWARD_MFLOP = {"wisdm": 401, "pamap2": 1728, "unimib_shar": 215, "opportunity": 61,
                  "weakly": 521}
 
@@ -45,7 +46,7 @@ def authors_config(dataset, variant="danhar"):
 
 def param_count(config):
   model = models.create_model(config)
-  return models.count_params(
+  return summary.count_params(
       jax.eval_shape(lambda: models.init_variables(model, config.input_shape))["params"])
 
 
@@ -62,10 +63,11 @@ def test_paper_m_is_count_over_2_pow_20(key):
 @pytest.mark.parametrize("dataset", sorted(FORWARD_MFLOP))
 def test_forward_flops(dataset):
   config = authors_config(dataset)
-  flops = models.forward_flops(models.create_model(config), config.input_shape)
+  flops = summary.forward_flops(models.create_model(config), config.input_shape)
   assert round(flops / 1e6) == FORWARD_MFLOP[dataset]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["im2col", "winograd"])
 @pytest.mark.parametrize("dataset", ["wisdm", "pamap2", "unimib_shar", "opportunity"])
 def test_conv_impls_equal_lax_conv(dataset, impl):
@@ -79,6 +81,7 @@ def test_conv_impls_equal_lax_conv(dataset, impl):
   np.testing.assert_allclose(jax.jit(model.apply)(variables, x), reference, rtol=2e-4, atol=2e-4)
 
 
+@pytest.mark.slow
 def test_winograd_trains_like_lax_conv():
   """Loss gradients of a training-mode pass (batch statistics, conv1 fused with the shortcut).
 
@@ -103,10 +106,11 @@ def test_winograd_trains_like_lax_conv():
   assert float(jnp.linalg.norm(got_flat - want_flat) / jnp.linalg.norm(want_flat)) < 5e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet", "cnn"])
 def test_input_layer_batch_norm_from_patches_equals_batch_norm_2d(backbone):
   """In training, the 1-channel input layer's BatchNorms come from the patches' moments
-  (models.PatchBatchNorm); lax.conv keeps batch_norm_2d over the conv output. Raw accelerometer
+  (BatchNorm2d.from_patches); lax.conv normalises the conv output itself. Raw accelerometer
   values (a mean of ~1 g) check that the covariance is centred."""
   config = authors_config("wisdm")
   config.model.backbone = backbone
@@ -139,6 +143,7 @@ def with_random(tree, keyword: str, scale: float, seed: int = 2):
 CONV_BN = {"conv1": "bn1", "conv2": "bn2", "shortcut_conv": "shortcut_bn"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet", "cnn"])
 def test_batch_norm_keeps_pytorchs_statistics_without_the_conv_biases(backbone):
   """Training leaves every conv bias out (the batch mean absorbs it) and adds it to the running
@@ -177,44 +182,6 @@ def test_batch_norm_keeps_pytorchs_statistics_without_the_conv_biases(backbone):
         assert not jnp.any(convs[conv]["bias"]), (block, conv)
 
 
-@pytest.mark.parametrize("m,r", [(m, r) for r in (2, 3, 4) for m in range(max(2, r - 1), 7)
-                                 if m + r - 1 <= 8])
-def test_winograd_matrices_compute_correlation(m, r):
-  """A^T[(G g) ⊙ (B^T d)] is the r-tap correlation of d, with n = m + r - 1 products."""
-  at, g, bt = models.winograd_matrices(m, r)
-  assert at.shape == (m, m + r - 1) and g.shape == (m + r - 1, r) and bt.shape == (m + r - 1,) * 2
-  rng = np.random.default_rng(0)
-  d, w = rng.standard_normal(m + r - 1), rng.standard_normal(r)
-  np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), np.correlate(d, w, "valid"), atol=1e-12)
-
-
-@pytest.mark.parametrize("t,c,k,s,p", [
-    (98, 16, 3, 1, 1), (98, 16, 6, 2, 0), (64, 16, 3, 2, 1), (300, 8, 6, 3, 1), (21, 8, 6, 2, 1),
-    (23, 8, 4, 1, 0), (40, 8, 6, 1, 2), (200, 1, 6, 2, 0)])
-def test_winograd_layer_and_its_gradients_equal_lax_conv(t, c, k, s, p):
-  """Odd lengths, strides 1-3, padding, and the shapes that fall back to im2col (k=6/s=1: no
-  usable tile; C_in = 1)."""
-  rng = np.random.default_rng(0)
-  x = rng.standard_normal((2, t, 3, c)).astype(np.float32)
-  w = (rng.standard_normal((k, 1, c, 8)) / np.sqrt(k * c)).astype(np.float32)
-  conv = lambda impl: lambda x, w: models.conv_k1(x, w, None, s, p, impl, jnp.float32)
-  y = conv("xla")(x, w)
-  cotangent = rng.standard_normal(y.shape).astype(np.float32)
-  np.testing.assert_allclose(conv("winograd")(x, w), y, atol=2e-5)
-  for got, want in zip(*(jax.grad(lambda x, w: jnp.sum(conv(i)(x, w) * cotangent), (0, 1))(x, w)
-                         for i in ("winograd", "xla"))):
-    np.testing.assert_allclose(got, want, atol=1e-4)
-
-
-def test_winograd_tiles_of_danhar():
-  # WISDM's convs: conv1/shortcut (6,1)/2 become 3-tap F(m, 3) on 2·C channels; conv2 is (3,1)/1.
-  assert [models.winograd_tile(t, 6, 2) for t in (98, 47, 21)] == [6, 6, 6]
-  assert models.winograd_tile(32, 3, 2) == 4      # 2 taps: 5·8 = 40 products against 7·6 = 42
-  assert list(models.winograd_tiles(6, 1)) == []  # 6 taps: no tile within the 8 points
-  assert not models.winograd_applies(6, 2, 1, jnp.float32)  # the 1-channel input layer: im2col
-  assert not models.winograd_applies(6, 2, 64, jnp.bfloat16)  # bf16: im2col's rounding
-
-
 def test_opportunity_feeds_time_as_channels():
   config = authors_config("opportunity")
   variables = jax.eval_shape(
@@ -224,6 +191,7 @@ def test_opportunity_feeds_time_as_channels():
   assert variables["params"]["classifier"]["kernel"].shape == (384 * 14, 17)
 
 
+@pytest.mark.slow
 def test_attention_maps_are_sown_per_block():
   config = authors_config("wisdm")
   model = models.create_model(config)
@@ -240,6 +208,7 @@ def test_attention_maps_are_sown_per_block():
     assert float(mask.min()) >= 0 and float(mask.max()) <= 1
 
 
+@pytest.mark.slow
 def test_logit_standardization_keeps_argmax_and_standardizes_the_batch():
   config = authors_config("wisdm", "resnet")
   x = jax.random.normal(jax.random.key(2), (8, 200, 3))
@@ -252,6 +221,7 @@ def test_logit_standardization_keeps_argmax_and_standardizes_the_batch():
   assert abs(float(standardized.std()) - 1) < 1e-3
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_with_float32_params():
   config = authors_config("wisdm")
   config.model.dtype = "bfloat16"
@@ -269,7 +239,7 @@ def test_bfloat16_computes_in_bf16_with_float32_params():
     ("backbone", "vgg", "config.model.backbone='vgg' is not one of cnn, resnet"),
     ("attention", "spatial", "is not one of none, channel, temporal, channel_temporal"),
     ("dtype", "float16", "config.model.dtype='float16' is not one of float32, bfloat16"),
-    ("conv_impl", "fft", "config.model.conv_impl='fft' is not one of im2col, winograd, xla"),
+    ("conv_impl", "fft", "config.model.conv_impl='fft' is not one of auto, im2col, winograd, xla"),
 ])
 def test_unknown_variant_lists_the_valid_ones(field, value, message):
   config = authors_config("wisdm")

@@ -19,6 +19,8 @@ from tests.test_end_to_end import final_params
 from tests.test_wisdm_builders import build
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 
+pytestmark = pytest.mark.slow  # trains or spawns processes: minutes
+
 FLAGS = ["--config=configs/wisdm.py:quick", "--config.model.widths=(16,16,16)"]
 
 

@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
 from tfds_builders.opportunity import make_dummy_data as fixture
 from tfds_builders.opportunity import opportunity_dataset_builder as opp
 
@@ -286,7 +287,7 @@ def test_gap_filling_and_clipping_on_fixture_values(tmp_path):
 
 
 def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   (tmp_path / "manual").mkdir()
   start = time.perf_counter()
   with pytest.raises(_common.MissingRawFilesError, match="S2-ADL4.dat") as e:

@@ -17,6 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
 from tfds_builders.pamap2 import make_dummy_data as fixture
 from tfds_builders.pamap2 import pamap2_dataset_builder as pamap2
 
@@ -138,7 +139,7 @@ def test_nested_uci_zip_in_manual_dir(tmp_path):
 
 
 def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   (tmp_path / "manual").mkdir()
   start = time.perf_counter()
   with pytest.raises(_common.MissingRawFilesError, match="subject101.dat") as e:

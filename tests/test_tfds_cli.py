@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfds_builders import __main__ as cli
-from tfds_builders import _common
+from tfds_builders import downloads
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 WISDM_REAL = REPO.parent / "shared" / "data" / "wisdm_ar_v1.1"
@@ -52,7 +52,7 @@ def test_build_bare_name_with_config(tmp_path):
 
 def test_build_without_raw_files_says_what_to_do(tmp_path):
   (tmp_path / "empty").mkdir()
-  env = {**os.environ, _common.OFFLINE_ENV: "1"}
+  env = {**os.environ, downloads.OFFLINE_ENV: "1"}
   result = tfds_cli("build", "wisdm", "--config=subject_runs", f"--manual_dir={tmp_path}/empty",
                     f"--data_dir={tmp_path}/data", env=env)
   assert result.returncode != 0

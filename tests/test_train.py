@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from configs import wisdm
+from danhar_jax import checkpoints
 from danhar_jax import input_pipeline
 from danhar_jax import metrics
 from danhar_jax import train
@@ -58,6 +59,7 @@ def eval_tail(workdir):
           for r in writers.read_eval_metrics(workdir)]
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_run_is_bit_identical(fake_data, tmp_path):
   whole = train.train_and_evaluate(quick_config(2), str(tmp_path / "whole"))
   # The same command, stopped after one epoch, then re-run to the end.
@@ -74,6 +76,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(fake_data, tmp_path):
   assert os.listdir(tmp_path / "whole" / "tensorboard")
 
 
+@pytest.mark.slow
 def test_eval_lines_after_the_checkpoint_are_redone_not_duplicated(fake_data, tmp_path):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(quick_config(1), workdir)
@@ -85,11 +88,12 @@ def test_eval_lines_after_the_checkpoint_are_redone_not_duplicated(fake_data, tm
   assert [r["step"] for r in records] == [3, 6] and records[-1]["accuracy"] >= 0
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monkeypatch, tmp_path):
   workdir = str(tmp_path / "run")
   monkeypatch.setattr(input_pipeline, "open_splits", lambda config: fake_splits())
   train.train_and_evaluate(quick_config(1), workdir)
-  mngr = train.checkpoint_manager(workdir)
+  mngr = checkpoints.manager(workdir)
   before = mngr.latest_step()
   good = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   poisoned = fake_splits()
@@ -99,7 +103,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monke
     train.train_and_evaluate(quick_config(2), workdir)
   assert before == 3
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == good
-  assert train.checkpoint_manager(workdir).latest_step() == 3
+  assert checkpoints.manager(workdir).latest_step() == 3
 
 
 def test_unwritable_workdir_fails_before_any_compute(tmp_path, monkeypatch):
@@ -111,6 +115,7 @@ def test_unwritable_workdir_fails_before_any_compute(tmp_path, monkeypatch):
     train.train_and_evaluate(quick_config(1), str(blocker / "run"))
 
 
+@pytest.mark.slow
 def test_resume_with_another_batch_size_is_refused(fake_data, tmp_path):
   train.train_and_evaluate(quick_config(1), str(tmp_path))
   config = quick_config(2)
@@ -240,6 +245,7 @@ def run_on_devices(n, modes, workdir):
   return dict(np.load(os.path.join(workdir, f"params_{n}.npz")))
 
 
+@pytest.mark.slow
 @pytest.mark.host_devices
 def test_pmap_and_shard_map_on_two_devices_match_one_device(tmp_path):
   """Same global batch (32) on 1 and 2 CPU devices: synchronised BatchNorm, averaged gradients.
@@ -266,7 +272,7 @@ def test_the_train_step_compiles_once():
   logging.getLogger("jax").addHandler(handler)
   train_split, test_split, names = fake_splits()
   config = quick_config(1)
-  t = train.Trainer(config, train_split, test_split, names)
+  t = train.Trainer(config, train_split, test_split)
   pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
   pstate, _ = t.p_train(pstate, t.train_batch(0))
   jax.block_until_ready(pstate)

@@ -16,6 +16,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
 from tfds_builders.unimib_shar import make_dummy_data as fixture
 from tfds_builders.unimib_shar import unimib_shar_dataset_builder as unimib
 
@@ -123,7 +124,7 @@ def test_build_fixture(tmp_path):
 
 
 def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   (tmp_path / "manual").mkdir()
   start = time.perf_counter()
   with pytest.raises(_common.MissingRawFilesError, match="acc_data.mat") as e:

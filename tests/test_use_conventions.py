@@ -10,6 +10,7 @@ import pytest
 from etils import epath
 
 from configs import default
+from danhar_jax import checkpoints
 from danhar_jax import config_check
 from danhar_jax import input_pipeline
 from danhar_jax import profiling
@@ -105,6 +106,6 @@ def test_workdir_through_epath(tmp_path):
   w.eval_record({"step": 1, "accuracy": 0.5})
   w.close()
   assert writers.read_eval_metrics(workdir) == [{"step": 1, "accuracy": 0.5}]
-  mngr = train.checkpoint_manager(workdir)
+  mngr = checkpoints.manager(workdir)
   assert mngr.latest_step() is None and (workdir / "checkpoints").is_dir()
   mngr.close()

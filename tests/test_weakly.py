@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
 from tfds_builders.weakly import weakly_dataset_builder as weakly
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 from tests.test_wisdm_builders import WISDM2019_REAL
@@ -127,7 +128,7 @@ def test_dummy_builds_both_sources(tmp_path):
 
 
 def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   (tmp_path / "empty").mkdir()
   with pytest.raises(_common.MissingRawFilesError) as error:
     build(weakly, tmp_path / "data", tmp_path / "empty", "wisdm2019")
@@ -139,6 +140,7 @@ def test_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
 # Builds from the real WISDM-2019 watch data (12 staged subjects, 1600-1611).
 
 
+@pytest.mark.slow
 @needs_wisdm2019_real
 def test_real_wisdm2019_build_is_pinned_and_deterministic(tmp_path):
   build(weakly, tmp_path / "a", WISDM2019_REAL, "wisdm2019")
@@ -170,6 +172,7 @@ def test_real_wisdm2019_build_is_pinned_and_deterministic(tmp_path):
       config, range(0, 1024, 97))
 
 
+@pytest.mark.slow
 @needs_wisdm2019_real
 def test_real_wisdm2019_2048_windows_fit(tmp_path):
   # 2048 samples (102.4 s) need continuous walking; every staged walking run is one unbroken

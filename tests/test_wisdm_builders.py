@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from tests.conftest import SHARED_DATA
 from tfds_builders import _common
+from tfds_builders import downloads
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 from tfds_builders.wisdm2019 import wisdm2019_dataset_builder as wisdm2019
 
@@ -223,7 +224,7 @@ def test_wisdm_archive_in_manual_dir(tmp_path):
 
 
 def test_wisdm_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   (tmp_path / "empty").mkdir()
   start = time.perf_counter()
   with pytest.raises(_common.MissingRawFilesError) as error:
@@ -234,11 +235,11 @@ def test_wisdm_missing_raw_files_fail_fast_with_instructions(tmp_path, monkeypat
 
 
 def test_download_probe_fails_fast_when_unreachable(monkeypatch):
-  monkeypatch.delenv(_common.OFFLINE_ENV, raising=False)
-  downloads = _common.Downloads(dl_manager=None, marker="x", timeout=2)
+  monkeypatch.delenv(downloads.OFFLINE_ENV, raising=False)
+  manager = downloads.Downloads(dl_manager=None, marker="x", timeout=2)
   start = time.perf_counter()
   with pytest.raises(ConnectionError, match="did not answer"):
-    downloads.download_and_extract("http://127.0.0.1:9/archive.tar.gz")  # discard port: closed
+    manager.download_and_extract("http://127.0.0.1:9/archive.tar.gz")  # discard port: closed
   assert time.perf_counter() - start < 5
 
 
@@ -379,7 +380,7 @@ def test_wisdm2019_nested_zip_in_manual_dir(tmp_path):
 
 
 def test_wisdm2019_missing_gyro_file(tmp_path, monkeypatch):
-  monkeypatch.setenv(_common.OFFLINE_ENV, "1")
+  monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
   manual = tmp_path / "manual" / "wisdm-dataset"
   (manual / "raw/watch/accel").mkdir(parents=True)
   (manual / "raw/watch/gyro").mkdir(parents=True)
@@ -389,6 +390,7 @@ def test_wisdm2019_missing_gyro_file(tmp_path, monkeypatch):
     build(wisdm2019, tmp_path / "data", tmp_path / "manual")
 
 
+@pytest.mark.slow
 @needs_wisdm2019_real
 def test_wisdm2019_real_builds(tmp_path):
   start = time.perf_counter()

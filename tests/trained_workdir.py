@@ -6,7 +6,6 @@ The variables are the model's initial ones: predict and export only need a check
 import json
 import os
 
-import orbax.checkpoint as ocp
 
 from configs import wisdm
 
@@ -18,17 +17,15 @@ def tiny_config(dataset_config=wisdm, arg="quick"):
 
 
 def make(workdir, config=None, step=3, metrics=None):
-  from danhar_jax import models, train
+  from danhar_jax import checkpoints, models, train
   config = config or tiny_config()
   model = models.create_model(config)
   state = train.create_train_state(config, model, steps_per_epoch=1)
   os.makedirs(workdir, exist_ok=True)
-  mngr = train.checkpoint_manager(str(workdir), config)
-  mngr.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      config=ocp.args.JsonSave({**config.to_dict(), "resolved": {"conv_impl": "im2col"}}),
-      pipeline=ocp.args.JsonSave({"seed": 0, "epoch": 1, "step_in_epoch": 0,
-                                  "global_batch": config.batch_size, "steps_per_epoch": step})))
+  mngr = checkpoints.manager(str(workdir), config.max_checkpoints_to_keep)
+  checkpoints.save(mngr, step, state, {**config.to_dict(), "resolved": {"conv_impl": "im2col"}},
+                   {"seed": 0, "epoch": 1, "step_in_epoch": 0,
+                    "global_batch": config.batch_size, "steps_per_epoch": step})
   mngr.wait_until_finished()
   mngr.close()
   record = {"epoch": 1, "step": step, "accuracy": 0.5, "macro_f1": 0.25, "confusion": [[1]],

@@ -11,7 +11,7 @@ and starts the stock CLI, which takes exactly the stock flags. Two conveniences 
 * A bare dataset name stands for its folder: `build wisdm` is `build tfds_builders/wisdm`, and
   `build wisdm/subject_runs` is `build tfds_builders/wisdm --config=subject_runs`.
 
-  python -m tfds_builders build wisdm --manual_dir=../shared/data/wisdm_ar_v1.1 \
+  python -m tfds_builders build wisdm --manual_dir=/path/to/WISDM_ar_v1.1 \
       --data_dir=~/tensorflow_datasets
   python -m tfds_builders build tfds_builders/wisdm --config=subject_runs --manual_dir=...
   python -m tfds_builders new my_dataset

@@ -40,6 +40,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
+from tfds_builders import tfds_workarounds
 
 URL = "https://archive.ics.uci.edu/static/public/226/opportunity+activity+recognition.zip"
 MARKER = "dataset/column_names.txt"
@@ -267,7 +269,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    _common.default_to_array_record(self, file_format)
+    tfds_workarounds.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -288,14 +290,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _download_and_prepare(self, dl_manager, download_config):
     # The train split is about 2 GB of examples: past the 1 GiB that TFDS shuffles in memory
     # (beyond it, TFDS needs TensorFlow), and a minute of zstd compression on two cores.
-    with _common.TfFreeShuffler(), _common.UncompressedArrayRecord():
+    with tfds_workarounds.TfFreeShuffler(), tfds_workarounds.UncompressedArrayRecord():
       return super()._download_and_prepare(dl_manager, download_config)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = _common.find_raw_root(_common.Downloads(dl_manager, MARKER), URL, MARKER,
+    root = downloads.find_raw_root(downloads.Downloads(dl_manager, MARKER), URL, MARKER,
                                  self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     dataset_dir = root / "dataset"
-    _common.require_files([dataset_dir / "label_legend.txt"] +
+    downloads.require_files([dataset_dir / "label_legend.txt"] +
                           [dataset_dir / f"S{s}-{r}.dat" for s, r in TRAIN_RUNS + TEST_RUNS])
     protocol = Protocol(dataset_dir)
     return {

@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
+from tfds_builders import tfds_workarounds
 
 URL = "https://archive.ics.uci.edu/static/public/231/pamap2+physical+activity+monitoring.zip"
 NUM_COLUMNS = 54
@@ -138,7 +140,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    _common.default_to_array_record(self, file_format)
+    tfds_workarounds.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -156,9 +158,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = _common.find_raw_root(_common.Downloads(dl_manager, MARKER), URL, MARKER,
+    root = downloads.find_raw_root(downloads.Downloads(dl_manager, MARKER), URL, MARKER,
                                  self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    paths = _common.require_files(root / "Protocol" / f"subject{s}.dat" for s in SUBJECTS)
+    paths = downloads.require_files(root / "Protocol" / f"subject{s}.dat" for s in SUBJECTS)
     files = dict(zip(SUBJECTS, paths))
     return {
         "train": self._generate_examples(

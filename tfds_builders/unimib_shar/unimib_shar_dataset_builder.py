@@ -15,6 +15,8 @@ import scipy.io
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
+from tfds_builders import tfds_workarounds
 
 URL = "https://www.dropbox.com/s/raw/x2fpfqj0bpf8ep6/UniMiB-SHAR.zip"
 MARKER = "data/acc_labels.mat"
@@ -55,7 +57,7 @@ def load(data_dir) -> tuple[np.ndarray, np.ndarray]:
   data_dir = _common.Path(data_dir)
   names_path, labels_path, data_path = (data_dir / f"acc_{v}.mat"
                                         for v in ("names", "labels", "data"))
-  _common.require_files([names_path, labels_path, data_path])
+  downloads.require_files([names_path, labels_path, data_path])
 
   names = load_mat(names_path, "acc_names")
   long_names = tuple(_cell_text(c) for c in names[0]) if names.shape == (2, 17) else None
@@ -118,7 +120,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    _common.default_to_array_record(self, file_format)
+    tfds_workarounds.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -136,7 +138,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = _common.find_raw_root(_common.Downloads(dl_manager, MARKER), URL, MARKER,
+    root = downloads.find_raw_root(downloads.Downloads(dl_manager, MARKER), URL, MARKER,
                                  self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     progress = _common.Progress(self.name, total_files=1)
     signal, labels = load(root / "data")

@@ -38,6 +38,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
+from tfds_builders import tfds_workarounds
 from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 from tfds_builders.wisdm2019 import wisdm2019_dataset_builder as wisdm2019
 
@@ -153,7 +155,7 @@ def wisdm2019_pieces(root, subject: int, activities) -> dict[str, list[Piece]]:
   `origin` counts grid points from the run's grid origin, like the wisdm2019 `start` feature.
   """
   paths = {s: root / f"raw/watch/{s}/data_{subject}_{s}_watch.txt" for s in wisdm2019.SENSORS}
-  _common.require_files(paths.values())
+  downloads.require_files(paths.values())
   streams = {s: wisdm2019.parse_stream(p, subject) for s, p in paths.items()}
   letters = {name: letter for letter, name in wisdm2019.ACTIVITIES.items()}
   out = {}
@@ -220,7 +222,7 @@ The manual_dir is the source builder's:
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    _common.default_to_array_record(self, file_format)
+    tfds_workarounds.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
@@ -248,10 +250,10 @@ The manual_dir is the source builder's:
     config = self.builder_config
     test = set(TEST_SUBJECTS[config.source])
     if config.source == "wisdm2019":
-      root = _common.find_raw_root(_common.Downloads(dl_manager, wisdm2019.MARKER),
+      root = downloads.find_raw_root(downloads.Downloads(dl_manager, wisdm2019.MARKER),
                                    wisdm2019.URL, wisdm2019.MARKER,
                                    self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-      wisdm2019._check_activity_key(root / "activity_key.txt")  # pylint: disable=protected-access
+      wisdm2019.check_activity_key(root / "activity_key.txt")
       subjects = wisdm2019_subjects(root)
       if not subjects:
         raise _common.MissingRawFilesError(
@@ -260,7 +262,7 @@ The manual_dir is the source builder's:
       activities = [BACKGROUND["wisdm2019"], *(a for _, a in config.targets)]
       read = lambda s: wisdm2019_pieces(root, s, activities)
     else:
-      root = _common.find_raw_root(_common.Downloads(dl_manager, wisdm.RAW_FILE), wisdm.URL,
+      root = downloads.find_raw_root(downloads.Downloads(dl_manager, wisdm.RAW_FILE), wisdm.URL,
                                    wisdm.RAW_FILE, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
       by_user = wisdm_pieces(wisdm.parse_raw(root / wisdm.RAW_FILE))
       subjects = sorted(by_user)

@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
+from tfds_builders import tfds_workarounds
 
 URL = "https://www.cis.fordham.edu/wisdm/includes/datasets/latest/WISDM_ar_latest.tar.gz"
 RAW_FILE = "WISDM_ar_v1.1_raw.txt"
@@ -231,7 +233,7 @@ and put WISDM_ar_latest.tar.gz, or the WISDM_ar_v1.1/ folder it extracts to (whi
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    _common.default_to_array_record(self, file_format)
+    tfds_workarounds.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -248,7 +250,7 @@ and put WISDM_ar_latest.tar.gz, or the WISDM_ar_v1.1/ folder it extracts to (whi
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = _common.find_raw_root(_common.Downloads(dl_manager, RAW_FILE), URL, RAW_FILE,
+    root = downloads.find_raw_root(downloads.Downloads(dl_manager, RAW_FILE), URL, RAW_FILE,
                                  self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     path = root / RAW_FILE
     progress = _common.Progress(self.name, total_files=1)

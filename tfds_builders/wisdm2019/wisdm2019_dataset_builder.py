@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import _common
+from tfds_builders import downloads
+from tfds_builders import tfds_workarounds
 
 URL = ("https://archive.ics.uci.edu/static/public/507/"
        "wisdm+smartphone+and+smartwatch+activity+and+biometrics+dataset.zip")
@@ -242,7 +244,7 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
-    _common.default_to_array_record(self, file_format)
+    tfds_workarounds.default_to_array_record(self, file_format)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -259,9 +261,9 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = _common.find_raw_root(_common.Downloads(dl_manager, MARKER), URL, MARKER,
+    root = downloads.find_raw_root(downloads.Downloads(dl_manager, MARKER), URL, MARKER,
                                  self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    _check_activity_key(root / "activity_key.txt")
+    check_activity_key(root / "activity_key.txt")
     subjects = sorted(int(m.group(1)) for p in (root / "raw/watch/accel").iterdir()
                       if (m := re.fullmatch(r"data_(\d+)_accel_watch\.txt", p.name)))
     if not subjects:
@@ -270,7 +272,7 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
           f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
     paths = {s: {sensor: root / f"raw/watch/{sensor}/data_{s}_{sensor}_watch.txt"
                  for sensor in SENSORS} for s in subjects}
-    _common.require_files(p for pair in paths.values() for p in pair.values())
+    downloads.require_files(p for pair in paths.values() for p in pair.values())
     return {
         "train": self._generate_examples(paths, [s for s in subjects if s not in TEST_SUBJECTS]),
         "test": self._generate_examples(paths, [s for s in subjects if s in TEST_SUBJECTS]),
@@ -293,7 +295,7 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
           }
 
 
-def _check_activity_key(path) -> None:
+def check_activity_key(path) -> None:
   """The class names are fixed in code; refuse a release whose activity_key.txt disagrees."""
   if not path.exists():
     return
