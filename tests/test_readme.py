@@ -10,3 +10,21 @@ def test_ci_runs_the_readme_commands_verbatim():
   assert ci == ["pip install -e '.[test]'", "pytest"]
   for command in ci:
     assert f"```bash\n{command}\n```" in readme, command
+
+
+def test_the_readme_gives_the_batches_that_divide_across_4_and_8_devices():
+  """The accelerator section's table: the authors' batch of each config, and for 4 and 8
+  devices either that batch or the nearest ones that divide (what the trainer suggests)."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  from danhar_jax import train  # pylint: disable=import-outside-toplevel
+  readme = (ROOT / "README.md").read_text()
+  rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
+          for line in readme.splitlines() if line.startswith("| wisdm, wisdm2019")
+          or line.startswith("| opportunity, pamap2") or line.startswith("| unimib_shar, weakly")}
+  assert len(rows) == 3, rows
+  for names, (batch, four, eight) in rows.items():
+    for name in names.split(", "):
+      config = importlib.import_module(f"configs.{name}").get_config()
+      assert config.batch_size == int(batch), (name, config.batch_size)
+      for cell, devices in ((four, 4), (eight, 8)):
+        assert cell == " or ".join(map(str, train.divisible_batches(config.batch_size, devices)))
