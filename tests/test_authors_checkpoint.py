@@ -155,6 +155,7 @@ def saved_state_dict(net, tmp_path):
 BATCH_NORMS = {"bn1": "Block{}.1", "bn2": "Block{}.4", "shortcut_bn": "shortcut{}.1"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", CLASSES)
 @pytest.mark.parametrize("dataset", sorted(AUTHORS))
 def test_authors_checkpoint_gives_their_logits(dataset, variant, tmp_path):
@@ -250,6 +251,7 @@ def test_rejects_something_that_is_not_a_state_dict():
   assert "Expected a state_dict" in rejection([1, 2], our_config("wisdm", "cnn"))
 
 
+@pytest.mark.slow
 def test_evaluate_variables_scores_the_authors_weights_on_our_test_split(tmp_path, shared_data):
   """What `--init_from_torch` runs, on real WISDM bytes: our accuracy is their model's."""
   net = authors_net("wisdm", "cnn")

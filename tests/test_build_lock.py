@@ -14,6 +14,8 @@ import time
 
 import tensorflow_datasets as tfds
 
+import pytest
+
 from tests.conftest import ROOT
 
 DUMMY = ROOT / "tfds_builders" / "wisdm" / "dummy_data"
@@ -89,6 +91,7 @@ def assert_built(data_dir):
   assert {split: len(source) for split, source in sources.items()} == COUNTS
 
 
+@pytest.mark.slow
 def test_second_build_waits_then_reuses_the_first(tmp_path):
   data_dir, pipe = tmp_path / "data", pipe_manual_dir(tmp_path)
   first = cli_build(data_dir, pipe)
@@ -110,6 +113,7 @@ def test_second_build_waits_then_reuses_the_first(tmp_path):
   assert_built(data_dir)
 
 
+@pytest.mark.slow
 def test_a_build_killed_holding_the_lock_leaves_nothing_finished(tmp_path):
   data_dir, pipe = tmp_path / "data", pipe_manual_dir(tmp_path)
   first = cli_build(data_dir, pipe)

@@ -11,7 +11,7 @@ import pytest
 from danhar_jax import train
 from tests.test_train import ROOT, run_on_devices
 
-pytestmark = pytest.mark.host_devices
+pytestmark = [pytest.mark.host_devices, pytest.mark.slow]
 
 EIGHT = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
 

@@ -44,6 +44,7 @@ def exported(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_stablehlo_replays_exactly_in_a_process_with_only_jax(exported):
   proc = subprocess.run([sys.executable, "-c", REPLAY, str(exported / "export")],
                         env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=""), cwd="/",
@@ -52,6 +53,7 @@ def test_stablehlo_replays_exactly_in_a_process_with_only_jax(exported):
   assert "replayed (37, 6)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_reference_logits_are_the_models(exported):
   t = trained_lib.from_workdir(str(exported))
   ref = np.load(exported / "export" / "reference.npz")
@@ -61,6 +63,7 @@ def test_reference_logits_are_the_models(exported):
   assert np.ptp(ref["logits"]) > 0
 
 
+@pytest.mark.slow
 def test_model_card(exported):
   card = json.loads((exported / "export" / "model_card.json").read_text())
   assert card["class_names"][0] == "Downstairs" and len(card["class_names"]) == 6

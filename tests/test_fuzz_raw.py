@@ -222,6 +222,7 @@ def fuzz(parser: str, examples: int, folder) -> None:
   check()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parser", sorted(PARSERS))
 def test_fuzzed_raw_files_give_finite_windows_or_a_builder_error(parser, tmp_path):
   fuzz(parser, 300, tmp_path)

@@ -39,6 +39,7 @@ def env():
               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
 
+@pytest.mark.slow
 def test_loso_folds_table_figure_and_resume(tmp_path, shared_data):
   manual = three_subjects(shared_data, tmp_path / "manual")
   workdir = tmp_path / "loso"

@@ -136,6 +136,7 @@ def test_bad_csv_names_the_problem(tmp_path, case, message):
     predict.read_windows(dataset, [path])
 
 
+@pytest.mark.slow
 def test_main_predicts_a_raw_file_into_csv_and_segments(workdir, tmp_path, shared_data):
   out = tmp_path / "pred.csv"
   proc = main_py("--mode=predict", f"--workdir={workdir}", f"--input={shared_data / WISDM_RAW}",
@@ -160,6 +161,7 @@ def test_main_predicts_a_raw_file_into_csv_and_segments(workdir, tmp_path, share
   assert "segment: " in proc.stderr
 
 
+@pytest.mark.slow
 def test_main_writes_nothing_on_bad_input(workdir, tmp_path):
   path = write_csv(tmp_path / "short.csv", np.arange(100) / 20, np.ones((100, 3)), "xyz")
   out = tmp_path / "pred.csv"

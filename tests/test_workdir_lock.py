@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ROOT
 
 # Takes the workdir lock, says so, and holds it until killed.
@@ -39,6 +41,7 @@ def main_py(workdir, tmp_path, mode="train"):
       cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_second_run_on_a_locked_workdir_fails_at_once_naming_the_holder(tmp_path):
   workdir = tmp_path / "run"
   holder = start_holder(workdir)
@@ -58,6 +61,7 @@ def test_second_run_on_a_locked_workdir_fails_at_once_naming_the_holder(tmp_path
     holder.wait()
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_stale_lock(tmp_path):
   workdir = tmp_path / "run"
   first = start_holder(workdir)
