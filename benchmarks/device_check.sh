@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/device_check.sh correctness OUTDIR
 #   bash benchmarks/device_check.sh throughput OUTDIR
+#   bash benchmarks/device_check.sh recipe OUTDIR      # a third call, when device time allows
 #   QUICK=1 bash benchmarks/device_check.sh ...   # tiny sizes: benchmarks/device_rehearsal.sh
 #
 # correctness: (1) every import the project needs, in seconds; it stops here, naming everything
@@ -14,6 +15,10 @@
 # TF32 on, bfloat16} × global batch {64, 256, 1024, 4096}: JAX (pmap, and jit of shard_map), the
 # PyTorch eager peer and torch.compile, in priority order (the batch-256 targets first) until
 # the time is spent; what did not fit is a row saying so, an OOM a row saying OOM.
+# recipe: the WISDM-2019 comparison of benchmarks/recipe_comparison.py at full size (3 seeds ×
+# the Table VII variants and DanHAR without the logit LayerNorm), as many epochs as the call's
+# time allows, from the prepared dataset carried in runs/recipe_tfds (33 MiB; no raw data):
+#   mkdir -p runs/recipe_tfds && cp -r <data_dir>/wisdm2019 runs/recipe_tfds/   # carry both
 #
 # It installs nothing from a network: the repository goes on PYTHONPATH, and the wheels the
 # image lacks (benchmarks/device_wheels.sh, in .whl/) are installed with --no-index --no-deps.
@@ -21,10 +26,10 @@
 # finished. Exit status 0 only if every stage passed.
 
 set -u
-WHAT=${1:?usage: benchmarks/device_check.sh correctness|throughput OUTDIR}
-OUT=${2:?usage: benchmarks/device_check.sh correctness|throughput OUTDIR}
-case "$WHAT" in correctness | throughput) ;; *)
-  echo "device_check: unknown command '$WHAT'; use correctness or throughput" >&2
+WHAT=${1:?usage: benchmarks/device_check.sh correctness|throughput|recipe OUTDIR}
+OUT=${2:?usage: benchmarks/device_check.sh correctness|throughput|recipe OUTDIR}
+case "$WHAT" in correctness | throughput | recipe) ;; *)
+  echo "device_check: unknown command '$WHAT'; use correctness, throughput or recipe" >&2
   exit 2 ;;
 esac
 mkdir -p "$OUT"
@@ -134,6 +139,20 @@ if [ "$WHAT" = correctness ]; then
   stage correctness 120 "$PY" benchmarks/device_correctness.py --out="$OUT" "${correct[@]}"
   JAX_DEFAULT_MATMUL_PRECISION=highest stage pytest 170 "$PY" -m pytest -q -rs \
     -p no:cacheprovider --timeout=120 --durations=5 "${tests[@]}"
+elif [ "$WHAT" = recipe ]; then
+  data=${RECIPE_DATA:-runs/recipe_tfds}
+  if [ ! -f "$data/wisdm2019/1.0.0/dataset_info.json" ]; then
+    echo "recipe: no prepared wisdm2019 in $data: carry it (see the top of this script)" |
+      tee -a "$SUMMARY"
+    exit 1
+  fi
+  [ "$QUICK" = 1 ] && sizes=(--epochs=1 --steps_per_epoch=2 --seeds=0 --cells=cnn,danhar) ||
+    sizes=(--seeds=0,1,2 --cells=cnn,resnet,channel,temporal,temporal_channel,danhar,danhar_no_ln
+           --budget_minutes=$(( ($(left) - 40) / 60 )) --jobs=4)
+  # Runs live outside OUTDIR (hundreds of files); the report, its JSON and curves come back.
+  stage recipe $(($(left) - 5)) "$PY" benchmarks/recipe_comparison.py "${sizes[@]}" \
+    --data_dir="$data" --manual_dir="" --runs_dir=/tmp/danhar_recipe --out_dir="$OUT" \
+    --name=recipe_wisdm2019_device
 else
   json="$OUT/throughput.json" md="$OUT/throughput.md"
   rm -f "$json" "$md"

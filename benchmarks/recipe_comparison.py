@@ -36,8 +36,9 @@ CPU (2 cores, about 90 minutes; the run used for results/recipe_wisdm2019.*):
       --runs_dir=/tmp/recipe_smoke --name=recipe_smoke --out_dir=/tmp/recipe_smoke  # smoke
 
 Accelerator, full size (3 seeds × cnn, resnet and the 4 Table VII attention variants, plus
-danhar_no_ln; 100 epochs): benchmarks/recipe_comparison_gpu.sh, with the prepared dataset folder
-(wisdm2019/, about 33 MiB) carried to the machine; it needs no raw data there.
+danhar_no_ln; up to 100 epochs, as the device call's time allows): `bash benchmarks/device_check.sh
+recipe OUTDIR`, with the prepared dataset folder (wisdm2019/, about 33 MiB) carried to the
+machine; it needs no raw data there.
 """
 
 from __future__ import annotations
