@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs both device calls on this CPU the way the GPU machine runs them, with QUICK sizes. It must
-# pass before any GPU run.
+# Runs the device calls on this CPU the way the GPU machine runs them, with QUICK sizes. It must
+# pass before any GPU run. The recipe call is rehearsed when runs/recipe_tfds holds the prepared
+# WISDM-2019 dataset (see benchmarks/device_check.sh).
 #
 #   bash benchmarks/device_rehearsal.sh        # about 10 minutes; everything under .rehearsal/
 #
@@ -87,11 +88,16 @@ bare() {  # bare COMMAND...: python3 only, no network, a bare environment
 }
 bare bash -c '! command -v python >/dev/null' || { echo "rehearsal: a python on PATH"; exit 1; }
 
+calls="correctness throughput"
+if [ -f runs/recipe_tfds/wisdm2019/1.0.0/dataset_info.json ]; then  # carried as on the device
+  mkdir -p "$R/tree/runs" && cp -r runs/recipe_tfds "$R/tree/runs/"
+  calls="$calls recipe"
+fi
 status=0
-for what in correctness throughput; do
+for what in $calls; do
   echo "== device_check.sh $what"
   (cd "$R/tree" && bare bash benchmarks/device_check.sh "$what" "$R/out_$what") || status=1
 done
 echo "rehearsal: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $(($(date +%s) - t0))s;" \
-  "outputs in $R/out_correctness and $R/out_throughput"
+  "outputs in $R/out_*"
 exit $status
