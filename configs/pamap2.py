@@ -23,11 +23,14 @@ from configs import default
 
 SETTINGS = {
     "cnn": dict(batch_size=300, learning_rate=5e-4, weight_decay=0.0,
-                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1,
+                logit_standardization=False),
     "resnet": dict(batch_size=300, learning_rate=5e-4, weight_decay=1e-3,
-                   lr_schedule="exponential", lr_decay_rate=0.85, lr_step_epochs=1),
+                   lr_schedule="exponential", lr_decay_rate=0.85, lr_step_epochs=1,
+                   logit_standardization=True),
     "danhar": dict(batch_size=300, learning_rate=5e-4, weight_decay=1e-3,
-                   lr_schedule="exponential", lr_decay_rate=0.85, lr_step_epochs=1),
+                   lr_schedule="exponential", lr_decay_rate=0.85, lr_step_epochs=1,
+                   logit_standardization=True),
 }
 
 

@@ -21,11 +21,14 @@ from configs import default
 
 SETTINGS = {
     "cnn": dict(batch_size=200, learning_rate=1e-3, weight_decay=0.0,
-                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1),
+                lr_schedule="constant", lr_decay_rate=1.0, lr_step_epochs=1,
+                logit_standardization=False),
     "resnet": dict(batch_size=200, learning_rate=1e-3, weight_decay=1e-5,
-                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=30),
+                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=30,
+                   logit_standardization=True),
     "danhar": dict(batch_size=200, learning_rate=1e-3, weight_decay=1e-4,
-                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=50),
+                   lr_schedule="step", lr_decay_rate=0.1, lr_step_epochs=50,
+                   logit_standardization=True),
 }
 
 

@@ -211,6 +211,7 @@ def test_attention_maps_are_sown_per_block():
 @pytest.mark.slow
 def test_logit_standardization_keeps_argmax_and_standardizes_the_batch():
   config = authors_config("wisdm", "resnet")
+  config.model.logit_standardization = False  # the ResNet file's default is on
   x = jax.random.normal(jax.random.key(2), (8, 200, 3))
   variables = models.init_variables(models.create_model(config), config.input_shape)
   plain = jax.jit(models.create_model(config).apply)(variables, x)
@@ -256,6 +257,39 @@ def test_every_config_and_variant_builds_a_model(dataset, arg):
   config = importlib.import_module(f"configs.{dataset}").get_config(arg)
   assert config.num_epochs == (2 if arg and "quick" in arg else 500)
   assert param_count(config) > 0
+
+
+# The authors' logit LayerNorm per (dataset config, variant), as each variant's file has it: every
+# ResNet, DanHAR and baseline_att_* file and baseline_opp.py; not the other CNN baselines.
+VARIANT_NAMES = ("cnn", "resnet", "danhar", "att_cnn", "channel", "temporal", "temporal_channel")
+LOGIT_STANDARDIZATION = {
+    (dataset, variant): variant != "cnn" or dataset == "opportunity"
+    for dataset in ("wisdm", "wisdm2019", "pamap2", "unimib_shar", "opportunity", "weakly")
+    for variant in VARIANT_NAMES}
+
+
+@pytest.mark.parametrize("dataset,variant", sorted(LOGIT_STANDARDIZATION))
+def test_logit_standardization_defaults_as_in_the_authors_files(dataset, variant):
+  module = importlib.import_module(f"configs.{dataset}")
+  for arg in (variant, f"{variant},quick"):
+    assert (module.get_config(arg).model.logit_standardization
+            is LOGIT_STANDARDIZATION[dataset, variant]), arg
+  if variant == "danhar":  # no argument is DanHAR
+    assert module.get_config().model.logit_standardization is True
+
+
+def test_logit_standardization_can_be_overridden_and_summary_prints_it():
+  import subprocess
+  import sys
+  from tests.conftest import ROOT
+  config = importlib.import_module("configs.wisdm").get_config("quick")
+  config.model.widths = (4, 4, 4)
+  assert "logit_standardization=on" in summary.summary(config)
+  proc = subprocess.run(
+      [sys.executable, "main.py", "--config=configs/wisdm.py:quick", "--mode=summary",
+       "--config.model.widths=(4,4,4)", "--config.model.logit_standardization=False"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+  assert "logit_standardization=off" in proc.stdout
 
 
 def test_summary_ends_with_the_parameter_count():
