@@ -12,6 +12,8 @@ config argument:
   --config=configs/<dataset>.py:temporal     ResNet + temporal attention only     (Table VII)
   --config=configs/<dataset>.py:temporal_channel   ResNet + temporal → channel    (Table VII)
   --config=configs/<dataset>.py:quick        any of the above, shrunk to a CPU smoke run (< 1 min)
+  --config=configs/opportunity.py:challenge  a dataset's own options (OPPORTUNITY: 18 classes
+                                             with Null, the challenge protocol)
 
 Each variant trains with its file's objective: the authors' logit LayerNorm
 (`config.model.logit_standardization`) is on for every variant but the CNN, whose files lack it
@@ -115,19 +117,21 @@ def get_config():
   return config
 
 
-def finalize(config, arg, settings):
-  """Applies the variant named in `arg` with its `settings[variant]`, then `quick` if asked.
+def finalize(config, arg, settings, options=None):
+  """Applies the variant named in `arg` with its `settings[variant]`, its `options`, then `quick`.
 
   `settings` maps 'cnn' | 'resnet' | 'danhar' to the training fields of that model file
   (batch_size, learning_rate, weight_decay, lr_schedule, lr_decay_rate, lr_step_epochs) and
   `logit_standardization`, which goes to `config.model`. Att-CNN and the Table VII ablation
-  variants train as the DanHAR file.
+  variants train as the DanHAR file. `options` maps a dataset's own argument names (e.g.
+  OPPORTUNITY's `challenge`) to the top-level fields they set; they combine with any variant.
   """
   tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
-  unknown = [t for t in tokens if t not in VARIANTS and t != "quick"]
+  options = options or {}
+  valid = [*VARIANTS, *options, "quick"]
+  unknown = [t for t in tokens if t not in valid]
   if unknown:
-    raise ValueError(f"Unknown config argument(s) {unknown}; valid: "
-                     f"{', '.join([*VARIANTS, 'quick'])}.")
+    raise ValueError(f"Unknown config argument(s) {unknown}; valid: {', '.join(valid)}.")
   variants = [t for t in tokens if t in VARIANTS] or ["danhar"]
   if len(variants) > 1:
     raise ValueError(f"Choose one model variant, not {variants}.")
@@ -137,6 +141,8 @@ def finalize(config, arg, settings):
   trained = dict(settings[trained_as])
   config.model.logit_standardization = trained.pop("logit_standardization")
   config.update(trained)
+  for token in tokens:
+    config.update(options.get(token, {}))
   if "quick" in tokens:
     config.batch_size = 32
     config.eval_batch_size = 256

@@ -37,8 +37,8 @@ FORWARD_MFLOP = {"wisdm": 401, "pamap2": 1728, "unimib_shar": 215, "opportunity"
 
 def authors_config(dataset, variant="danhar"):
   config = importlib.import_module(f"configs.{dataset}").get_config(variant)
-  if dataset == "opportunity":  # the authors' unpublished 107-channel, 17-class files
-    config.input_shape, config.num_classes = (64, 107), 17
+  if dataset == "opportunity":  # the authors' unpublished 107-channel files
+    config.input_shape = (64, 107)
   if dataset == "weakly":  # the authors' private 2048 × 3 iPhone windows
     config.input_shape = (2048, 3)
   return config
@@ -292,13 +292,29 @@ def test_logit_standardization_can_be_overridden_and_summary_prints_it():
   assert "logit_standardization=off" in proc.stdout
 
 
+def test_opportunity_is_the_papers_17_gestures_and_challenge_keeps_null():
+  from configs import opportunity
+  from tfds_builders.opportunity import opportunity_dataset_builder as builder
+  builder_configs = {c.name for c in builder.Builder.BUILDER_CONFIGS}
+  for arg, name, classes in ((None, "gestures17", 17), ("cnn", "gestures17", 17),
+                             ("challenge", "challenge", 18), ("cnn,challenge,quick", "challenge", 18)):
+    config = opportunity.get_config(arg)
+    assert (config.dataset, config.num_classes) == (f"opportunity/{name}", classes), arg
+    assert name in builder_configs
+  assert opportunity.get_config("cnn,challenge").model.backbone == "cnn"
+  with pytest.raises(ValueError, match="valid: danhar, .*, challenge, quick"):
+    opportunity.get_config("null")
+  with pytest.raises(ValueError, match=r"\['challenge'\]; valid: danhar, .*temporal_channel, quick"):
+    importlib.import_module("configs.wisdm").get_config("challenge")  # OPPORTUNITY's own
+
+
 def test_summary_ends_with_the_parameter_count():
   import subprocess
   import sys
   from tests.conftest import ROOT
   proc = subprocess.run(
       [sys.executable, "main.py", "--config=configs/opportunity.py", "--mode=summary",
-       "--config.input_shape=(64,107)", "--config.num_classes=17"],
+       "--config.input_shape=(64,107)"],
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
   lines = proc.stdout.strip().splitlines()
   assert lines[-1] == "params: 1650999"
