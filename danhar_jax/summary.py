@@ -61,6 +61,8 @@ def summary(config) -> str:
       f"model: backbone={config.model.backbone} attention={config.model.attention} "
       f"input (time, sensors)={tuple(config.input_shape)} classes={config.num_classes}"
       f"{' time_as_channels' if config.model.time_as_channels else ''}",
+      f"objective: cross-entropy, logit_standardization="
+      f"{'on' if config.model.logit_standardization else 'off'} (the authors' logit LayerNorm)",
       f"compute on {jax.default_backend()}: dtype={config.model.dtype} conv_impl="
       f"{model.conv_impl} (config: {config.model.conv_impl}) matmul_precision="
       f"{config.get('matmul_precision', 'default')}",

@@ -308,6 +308,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
   state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0))
   writers.forget_after(start)
+  # Best so far over the whole run: a resumed run continues from the records it keeps.
+  best = writers_lib.best_accuracy(
+      [r for r in writers_lib.read_eval_metrics(workdir) if r["step"] <= start])
   writers.hparams(config.to_dict())
   profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
   if start:
@@ -347,8 +350,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       epoch = done // t.steps_per_epoch
       started = time.perf_counter()
       result = t.evaluate(pstate)
+      if best is None or result["accuracy"] > best[0]:
+        best = (result["accuracy"], epoch)
       record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
-          "accuracy", "macro_f1", "weighted_f1", "loss")}, **last_train,
+          "accuracy", "macro_f1", "weighted_f1", "loss")},
+                "best_accuracy": best[0], "best_epoch": best[1], **last_train,
                 **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
                 "eval_seconds": round(time.perf_counter() - started, 3),
                 "confusion": result["confusion"]}

@@ -93,6 +93,15 @@ def read_eval_metrics(workdir: str) -> list[dict]:
   return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
+def best_accuracy(records: list[dict]) -> tuple[float, int] | None:
+  """(accuracy, epoch) of the best evaluation in `records`, the earliest on a tie; None if none."""
+  best = None
+  for r in records:
+    if best is None or r["accuracy"] > best[0]:
+      best = (r["accuracy"], r["epoch"])
+  return best
+
+
 class Progress:
   """Steps/s, windows/s and ETA for the log line."""
 

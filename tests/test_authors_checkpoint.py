@@ -7,7 +7,7 @@ their `state_dict` has exactly the authors' keys and shapes. Nothing here is der
 configs: the loader must bridge the two.
 
 Shapes are the authors' (see AUTHORS): OPPORTUNITY is their (64, 107) windows with 17 classes and
-the weakly labeled model their (2048, 3) windows; our configs default to (64, 113) with 18 classes
+the weakly labeled model their (2048, 3) windows; our configs default to (64, 113) with 17 classes
 and (1024, 6), which the authors' checkpoints cannot fit, so those two configs are overridden.
 """
 

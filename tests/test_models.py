@@ -37,8 +37,8 @@ FORWARD_MFLOP = {"wisdm": 401, "pamap2": 1728, "unimib_shar": 215, "opportunity"
 
 def authors_config(dataset, variant="danhar"):
   config = importlib.import_module(f"configs.{dataset}").get_config(variant)
-  if dataset == "opportunity":  # the authors' unpublished 107-channel, 17-class files
-    config.input_shape, config.num_classes = (64, 107), 17
+  if dataset == "opportunity":  # the authors' unpublished 107-channel files
+    config.input_shape = (64, 107)
   if dataset == "weakly":  # the authors' private 2048 × 3 iPhone windows
     config.input_shape = (2048, 3)
   return config
@@ -211,6 +211,7 @@ def test_attention_maps_are_sown_per_block():
 @pytest.mark.slow
 def test_logit_standardization_keeps_argmax_and_standardizes_the_batch():
   config = authors_config("wisdm", "resnet")
+  config.model.logit_standardization = False  # the ResNet file's default is on
   x = jax.random.normal(jax.random.key(2), (8, 200, 3))
   variables = models.init_variables(models.create_model(config), config.input_shape)
   plain = jax.jit(models.create_model(config).apply)(variables, x)
@@ -258,13 +259,81 @@ def test_every_config_and_variant_builds_a_model(dataset, arg):
   assert param_count(config) > 0
 
 
+# The authors' logit LayerNorm per (dataset config, variant), as each variant's file has it: every
+# ResNet, DanHAR and baseline_att_* file and baseline_opp.py; not the other CNN baselines.
+VARIANT_NAMES = ("cnn", "resnet", "danhar", "att_cnn", "channel", "temporal", "temporal_channel")
+LOGIT_STANDARDIZATION = {
+    (dataset, variant): variant != "cnn" or dataset == "opportunity"
+    for dataset in ("wisdm", "wisdm2019", "pamap2", "unimib_shar", "opportunity", "weakly")
+    for variant in VARIANT_NAMES}
+
+
+@pytest.mark.parametrize("dataset,variant", sorted(LOGIT_STANDARDIZATION))
+def test_logit_standardization_defaults_as_in_the_authors_files(dataset, variant):
+  module = importlib.import_module(f"configs.{dataset}")
+  for arg in (variant, f"{variant},quick"):
+    assert (module.get_config(arg).model.logit_standardization
+            is LOGIT_STANDARDIZATION[dataset, variant]), arg
+  if variant == "danhar":  # no argument is DanHAR
+    assert module.get_config().model.logit_standardization is True
+
+
+def test_logit_standardization_can_be_overridden_and_summary_prints_it():
+  import subprocess
+  import sys
+  from tests.conftest import ROOT
+  config = importlib.import_module("configs.wisdm").get_config("quick")
+  config.model.widths = (4, 4, 4)
+  assert "logit_standardization=on" in summary.summary(config)
+  proc = subprocess.run(
+      [sys.executable, "main.py", "--config=configs/wisdm.py:quick", "--mode=summary",
+       "--config.model.widths=(4,4,4)", "--config.model.logit_standardization=False"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+  assert "logit_standardization=off" in proc.stdout
+
+
+def test_opportunity_is_the_papers_17_gestures_and_challenge_keeps_null():
+  from configs import opportunity
+  from tfds_builders.opportunity import opportunity_dataset_builder as builder
+  builder_configs = {c.name for c in builder.Builder.BUILDER_CONFIGS}
+  for arg, name, classes in ((None, "gestures17", 17), ("cnn", "gestures17", 17),
+                             ("challenge", "challenge", 18), ("cnn,challenge,quick", "challenge", 18)):
+    config = opportunity.get_config(arg)
+    assert (config.dataset, config.num_classes) == (f"opportunity/{name}", classes), arg
+    assert name in builder_configs
+  assert opportunity.get_config("cnn,challenge").model.backbone == "cnn"
+  with pytest.raises(ValueError, match="valid: danhar, .*, challenge, quick"):
+    opportunity.get_config("null")
+  with pytest.raises(ValueError, match=r"\['challenge'\]; valid: danhar, .*temporal_channel, quick"):
+    importlib.import_module("configs.wisdm").get_config("challenge")  # OPPORTUNITY's own
+
+
+# The paper's test accuracies (%): CNN, Att-CNN, ResNet, DanHAR, then Table VII on WISDM.
+PAPER_ACCURACY = {
+    "wisdm": ("96.83", "97.56", "98.32", "98.85", "98.09", "98.12", "98.62"),
+    "unimib_shar": ("74.83", "76.07", "77.12", "79.03"),
+    "pamap2": ("91.21", "92.45", "92.72", "93.16"),
+    "opportunity": ("77.53", "80.42", "82.05", "82.75"),
+    "weakly": ("89.86", "93.62", "90.93", "94.86"),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(PAPER_ACCURACY))
+def test_configs_quote_the_papers_accuracies_and_gains_in_points(dataset):
+  doc = " ".join(importlib.import_module(f"configs.{dataset}").__doc__.split())
+  cnn, _, resnet, danhar = (float(a) for a in PAPER_ACCURACY[dataset][:4])
+  for number in (*PAPER_ACCURACY[dataset], f"+{danhar - cnn:.2f} points",
+                 f"+{danhar - resnet:.2f}"):
+    assert number in doc, number
+
+
 def test_summary_ends_with_the_parameter_count():
   import subprocess
   import sys
   from tests.conftest import ROOT
   proc = subprocess.run(
       [sys.executable, "main.py", "--config=configs/opportunity.py", "--mode=summary",
-       "--config.input_shape=(64,107)", "--config.num_classes=17"],
+       "--config.input_shape=(64,107)"],
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
   lines = proc.stdout.strip().splitlines()
   assert lines[-1] == "params: 1650999"

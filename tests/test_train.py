@@ -106,6 +106,31 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(monke
   assert checkpoints.manager(workdir).latest_step() == 3
 
 
+def test_best_accuracy_is_the_earliest_highest():
+  records = [{"epoch": e, "accuracy": a} for e, a in enumerate([0.5, 0.7, 0.6, 0.7], start=1)]
+  assert writers.best_accuracy(records) == (0.7, 2)
+  assert writers.best_accuracy([]) is None
+
+
+@pytest.mark.slow
+def test_best_accuracy_and_epoch_continue_across_a_resume(fake_data, tmp_path, monkeypatch):
+  accuracies = iter([0.6, 0.4, 0.5, 0.6, 0.8])
+  evaluate = train.Trainer.evaluate
+
+  def scripted(self, pstate):  # the real evaluation, with the accuracy this test chooses
+    return {**evaluate(self, pstate), "accuracy": next(accuracies)}
+
+  monkeypatch.setattr(train.Trainer, "evaluate", scripted)
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(quick_config(2), workdir)
+  # A new process: the best so far can only come from the records in eval_metrics.jsonl.
+  train.train_and_evaluate(quick_config(5), workdir)
+  records = writers.read_eval_metrics(workdir)
+  assert [r["accuracy"] for r in records] == [0.6, 0.4, 0.5, 0.6, 0.8]
+  assert [r["best_accuracy"] for r in records] == [0.6, 0.6, 0.6, 0.6, 0.8]
+  assert [r["best_epoch"] for r in records] == [1, 1, 1, 1, 5]
+
+
 def test_unwritable_workdir_fails_before_any_compute(tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline, "open_splits",
                       lambda config: pytest.fail("data was loaded before the workdir check"))
