@@ -82,6 +82,10 @@ def model_card(t: trained_lib.Trained, extra: dict | None = None) -> dict:
       "input_shape": [None, *map(int, t.config.input_shape)],
       "input_layout": "[batch, time, sensors] float32",
       "output": "logits [batch, classes]; softmax gives the class probabilities",
+      # Trained with the authors' batch-wide logit standardisation, which only rescales a
+      # batch's logits: left out here, so each window's answer is its own (same argmax).
+      "logit_standardization_in_training": bool(t.config.model.logit_standardization),
+      "logit_standardization_at_inference": False,
       "sample_rate_hz": spec.rate_hz if spec else None,
       "window_samples": int(t.config.input_shape[0]),
       "window_step_samples": _window_step(name),

@@ -33,10 +33,15 @@ class Trained:
   metrics: dict[str, Any] | None = None  # the checkpoint's test metrics, when recorded
 
   def model(self, conv_impl: str | None = None):
-    """The eval-mode model; `conv_impl` overrides the config's (all share parameters)."""
-    config = self.config
+    """The model for inference; `conv_impl` overrides the config's (all share parameters).
+
+    Without the authors' logit standardisation: it rescales a whole batch's logits by one mean
+    and deviation, which leaves every window's label as it is but would make its probabilities
+    depend on which other windows share the batch. A deployed model answers for each window alone.
+    """
+    config = ml_collections.ConfigDict(self.config.to_dict())
+    config.model.logit_standardization = False
     if conv_impl is not None:
-      config = ml_collections.ConfigDict(config.to_dict())
       config.model.conv_impl = conv_impl
     return models.create_model(config)
 

@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from danhar_jax import export
+from danhar_jax import models
 from danhar_jax import trained as trained_lib
 from tests import trained_workdir
 from tests.conftest import ROOT
@@ -106,3 +108,19 @@ def test_onnx_matches_jax_for_batch_1_and_37(tmp_path):
     x = export.reference_input((200, 3), batch)
     got = session.run(None, {"windows": x})[0]
     np.testing.assert_allclose(got, np.asarray(forward(x)), atol=1e-4, rtol=0)
+
+
+def test_inference_leaves_out_the_batch_wide_logit_standardisation(tmp_path):
+  """A model trained with the authors' logit LayerNorm answers each window alone: the same labels
+  as the training-time model, and probabilities that do not depend on the rest of the batch."""
+  config = trained_workdir.tiny_config()
+  config.model.logit_standardization = True
+  workdir = trained_workdir.make(str(tmp_path / "run"), config)
+  t = trained_lib.from_workdir(workdir)
+  x = np.random.default_rng(0).standard_normal((8, *config.input_shape)).astype(np.float32)
+  forward = jax.jit(t.forward())
+  alone = np.concatenate([forward(x[i:i + 1]) for i in range(len(x))])
+  np.testing.assert_allclose(forward(x), alone, rtol=1e-5, atol=1e-5)
+  as_trained = models.create_model(t.config).apply(t.variables, x)
+  assert (np.argmax(as_trained, -1) == np.argmax(alone, -1)).all()
+  assert not np.allclose(as_trained, alone)  # the training-time model does standardise
