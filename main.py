@@ -55,10 +55,11 @@ def main(argv):
   quiet_orbax()
   # Before JAX starts its threads, and on the CPU backend only: XLA:CPU's step temporaries are
   # otherwise unmapped and faulted in again every step (danhar_jax/host_memory.py).
-  from danhar_jax import config_check, host_memory
+  from danhar_jax import config_check, disk, host_memory
   host_memory.keep_freed_memory_on_cpu()
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
-  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
+  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError,
+                 disk.DiskFullError)
   try:
     if FLAGS.mode in ("predict", "export"):  # the model brings its own config
       from danhar_jax import use_modes
