@@ -21,6 +21,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from danhar_jax import disk
+from danhar_jax import writers
 
 # Config fields that may change when a run resumes: how long it runs, how often it logs and
 # checkpoints, where the prepared data lives, and how steps are computed (numerics only, as
@@ -44,24 +45,14 @@ class DamagedCheckpointError(ValueError):
   """No checkpoint of the workdir can be read."""
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def config_differences(stored: dict, given: dict) -> list[tuple[str, object, object]]:
   """(field, stored value, given value) for each field outside RESUMABLE_FIELDS that differs.
 
   Both go through JSON, as a stored one did, so tuples compare equal to lists."""
   stored, given = (json.loads(json.dumps(c, default=str)) for c in (stored, given))
   missing = "(absent)"
-  a = {k: v for k, v in _flatten(stored).items() if k.split(".")[0] not in NOT_CONFIG}
-  b = _flatten(given)
+  a = {k: v for k, v in writers.flatten(stored).items() if k.split(".")[0] not in NOT_CONFIG}
+  b = writers.flatten(given)
   return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(a.keys() | b.keys())
           if k not in RESUMABLE_FIELDS and a.get(k, missing) != b.get(k, missing)]
 
