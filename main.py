@@ -40,6 +40,8 @@ flags.DEFINE_string("init_from_torch", None, "--mode=eval: a state_dict .pth sav
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+flags.DEFINE_integer("heartbeat_timeout_seconds", 100, "Multi-host runs: a process that has not "
+                     "been heard from for this long is taken for dead, and the others stop.")
 flags.DEFINE_bool("distributed", False, "Multi-host run whose cluster (SLURM, Cloud TPU, ...) "
                   "jax.distributed.initialize() detects by itself.")
 
@@ -55,10 +57,11 @@ def main(argv):
   quiet_orbax()
   # Before JAX starts its threads, and on the CPU backend only: XLA:CPU's step temporaries are
   # otherwise unmapped and faulted in again every step (danhar_jax/host_memory.py).
-  from danhar_jax import config_check, host_memory
+  from danhar_jax import config_check, disk, host_memory
   host_memory.keep_freed_memory_on_cpu()
   # What a user can fix gets one line, not a traceback (DANHAR_TRACEBACK=1 shows it anyway).
-  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
+  user_errors = (ValueError, FileNotFoundError, PermissionError, FloatingPointError,
+                 disk.DiskFullError)
   try:
     if FLAGS.mode in ("predict", "export"):  # the model brings its own config
       from danhar_jax import use_modes
@@ -72,6 +75,11 @@ def main(argv):
     if os.environ.get("DANHAR_TRACEBACK"):
       raise
     sys.exit(f"error: {e}")
+  except Exception as e:  # pylint: disable=broad-except
+    from danhar_jax import hosts
+    if os.environ.get("DANHAR_TRACEBACK") or not hosts.lost_a_peer(e):
+      raise
+    hosts.stop(e)
 
 
 def run(config):
@@ -99,7 +107,8 @@ def run(config):
   if FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.distributed:
     # CPU processes need a collectives backend to reduce across hosts; GPUs and TPUs bring theirs.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                               heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   # One run per workdir; held until this process exits (the kernel drops it even on kill -9).

@@ -1,16 +1,75 @@
 """Checkpoints of a run: the train state, its config and the input pipeline's position.
 
 Orbax commits each step atomically and never lists an uncommitted one, so an interrupted save
-leaves the previous checkpoint as the latest.
+leaves the previous checkpoint as the latest. A committed step can still be damaged later (a
+truncated or overwritten file): `restore` then falls back to the newest step that reads whole.
+A workdir belongs to one config: `restore` refuses a config that would change the state or the
+data, before it reads the state.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
+
+from danhar_jax import disk
+from danhar_jax import writers
+
+# Config fields that may change when a run resumes: how long it runs, how often it logs and
+# checkpoints, where the prepared data lives, and how steps are computed (numerics only, as
+# conv_impl). Any other difference changes the state's structure or values, or the data and its
+# order, so a resumed run would silently mix two runs. Bit-identical resumes need the same
+# parallelism, matmul_precision and devices too.
+RESUMABLE_FIELDS = (
+    "num_epochs", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
+    "profile_steps", "eval_batch_size", "evaluators", "parallelism", "matmul_precision",
+    "data_dir", "manual_dir", "model.conv_impl")
+# Written beside the config, not part of it: what 'auto' fields resolved to on the backend.
+NOT_CONFIG = ("resolved",)
+DAMAGED_DIR = "damaged_checkpoints"
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir's checkpoints were trained with a config that differs where it matters."""
+
+
+class DamagedCheckpointError(ValueError):
+  """No checkpoint of the workdir can be read."""
+
+
+def config_differences(stored: dict, given: dict) -> list[tuple[str, object, object]]:
+  """(field, stored value, given value) for each field outside RESUMABLE_FIELDS that differs.
+
+  Both go through JSON, as a stored one did, so tuples compare equal to lists."""
+  stored, given = (json.loads(json.dumps(c, default=str)) for c in (stored, given))
+  missing = "(absent)"
+  a = {k: v for k, v in writers.flatten(stored).items() if k.split(".")[0] not in NOT_CONFIG}
+  b = writers.flatten(given)
+  return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(a.keys() | b.keys())
+          if k not in RESUMABLE_FIELDS and a.get(k, missing) != b.get(k, missing)]
+
+
+def check_config(directory, stored: dict, given: dict) -> None:
+  diffs = config_differences(stored, given)
+  if diffs:
+    listed = "; ".join(f"{k}: {json.dumps(s)} stored, {json.dumps(g)} given"
+                       for k, s, g in diffs)
+    raise ConfigMismatchError(
+        f"{directory} holds a run of another config ({listed}). Resume with the stored values "
+        f"(only {', '.join(RESUMABLE_FIELDS)} may change), or use a new --workdir.")
+
+
+def _first_line(e: BaseException) -> str:
+  line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+  return line[:200] + ("..." if len(line) > 200 else "")
 
 
 def manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
@@ -25,26 +84,95 @@ def manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointManag
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: dict) -> None:
-  """Saves a host-side `state`, the config as a dict, and the pipeline position."""
-  mngr.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
-      pipeline=ocp.args.JsonSave(pipeline)))
+  """Saves a host-side `state`, the config as a dict, and the pipeline position.
+
+  Waits for the save to commit: Orbax commits an async save only when the manager is next
+  called, so a run stopped by an error would leave it uncommitted. And a full disk is then
+  reported for the step that failed. These checkpoints are a few MB: the wait is short."""
+  # Orbax does not notice every flipped byte in its compressed chunks: a digest of the state
+  # lets `restore` tell a damaged step from a good one.
+  pipeline = {**pipeline, "state_sha256": digest(state)}
+  with disk.writing(f"{mngr.directory}/{step}"):
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
+        pipeline=ocp.args.JsonSave(pipeline)))
+    mngr.wait_until_finished()
 
 
-def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None):
-  """(state, step) of the latest checkpoint, or (`state`, 0) if there is none.
+def digest(state) -> str:
+  """sha256 of the state's arrays, in tree order."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(state):
+    a = np.asarray(leaf)
+    if a.dtype.kind in "iu":  # the step counter comes back as int64 from a Python int's target
+      a = a.astype(np.int64)
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()
 
-  `state` gives the structure to restore into. `expected` holds the pipeline settings a resumed
-  run must share with the checkpoint (global_batch, steps_per_epoch, seed): any difference is a
-  ValueError, since the batch order would silently change.
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the last save to commit, then closes `mngr`."""
+  with disk.writing(f"{mngr.directory}/{mngr.latest_step()}"):
+    mngr.wait_until_finished()
+  mngr.close()
+
+
+def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,
+            config: dict | None = None, set_aside: bool = False):
+  """(state, step) of the newest readable checkpoint, or (`state`, 0) if there is none.
+
+  `state` gives the structure to restore into. `config` (a dict), if given, must match the
+  stored one outside RESUMABLE_FIELDS (ConfigMismatchError), checked before the state is read.
+  `expected` holds the pipeline settings a resumed run must share with the checkpoint
+  (global_batch, steps_per_epoch, seed): any difference is a ValueError, since the batch order
+  would silently change. A step that cannot be read is skipped with a warning, and with
+  `set_aside` moved to <workdir>/damaged_checkpoints so that the run can save that step again;
+  if none can be read, DamagedCheckpointError: never a silent start from scratch.
   """
-  step = mngr.latest_step()
-  if step is None:
+  steps = sorted(mngr.all_steps(), reverse=True)
+  if not steps:
     return state, 0
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), pipeline=ocp.args.JsonRestore()))
-  pipe = restored.pipeline
+  damaged = []
+  for step in steps:
+    try:
+      meta = mngr.restore(step, args=ocp.args.Composite(
+          config=ocp.args.JsonRestore(), pipeline=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except  (any unreadable file: try older)
+      damaged.append(_damaged(mngr, step, e))
+      continue
+    if config is not None:
+      check_config(mngr.directory, meta.config, config)
+    _check_pipeline(mngr, meta.pipeline, expected)
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:  # pylint: disable=broad-except
+      damaged.append(_damaged(mngr, step, e))
+      continue
+    stored = meta.pipeline.get("state_sha256")  # absent from checkpoints older than the digest
+    if stored is not None and digest(restored.state) != stored:
+      damaged.append(_damaged(mngr, step, ValueError("its arrays do not match their digest")))
+      continue
+    if damaged:
+      logging.warning("Resuming from step %d, the newest checkpoint that reads whole.", step)
+      if set_aside:
+        _set_aside(mngr, damaged)
+    return restored.state, int(step)
+  raise DamagedCheckpointError(
+      f"No checkpoint in {mngr.directory} can be read (steps {', '.join(map(str, damaged))} are "
+      "damaged). Restore them from a backup, or move them away to start from scratch.")
+
+
+def _damaged(mngr, step: int, e: Exception) -> int:
+  logging.warning("The checkpoint at step %d in %s is damaged and cannot be read (%s: %s); "
+                  "trying the one before.", step, mngr.directory, type(e).__name__,
+                  _first_line(e))
+  return step
+
+
+def _check_pipeline(mngr, pipe: dict, expected: dict | None) -> None:
   keys = ("global_batch", "steps_per_epoch", "seed")
   if expected is not None and any(pipe[k] != expected[k] for k in keys):
     raise ValueError(
@@ -52,7 +180,23 @@ def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None):
         f"{pipe['steps_per_epoch']} steps/epoch and seed {pipe['seed']}; this config gives "
         f"{expected['global_batch']}, {expected['steps_per_epoch']} and {expected['seed']}. "
         "Resume with the same config, or use a new --workdir.")
-  return restored.state, int(step)
+
+
+def _set_aside(mngr, steps: list[int]) -> None:
+  """Moves damaged steps out of the checkpoints folder (kept, not deleted), so the resumed
+  run saves those steps anew."""
+  if jax.process_index() == 0:
+    target = epath.Path(mngr.directory).parent / DAMAGED_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+      name = str(step)
+      while (target / name).exists():
+        name += "_"
+      (epath.Path(mngr.directory) / str(step)).rename(target / name)
+      logging.warning("Moved the damaged checkpoint of step %d to %s.", step, target / name)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("danhar_jax: damaged checkpoints set aside")
+  mngr.reload()
 
 
 def restore_as_saved(workdir: str) -> tuple[dict, dict, int]:

@@ -306,7 +306,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   state = create_train_state(config, t.model, t.steps_per_epoch)
   mngr = checkpoints.manager(workdir, config.max_checkpoints_to_keep)
   writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
-  state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0))
+  # The stored config is compared before the state is read; a damaged newest step is set aside.
+  state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0),
+                                     config=config.to_dict(), set_aside=True)
   writers.forget_after(start)
   # Best so far over the whole run: a resumed run continues from the records it keeps.
   best = writers_lib.best_accuracy(
@@ -372,8 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   profiler.stop()
   if pending is not None:
     check_finite(*pending)
-  mngr.wait_until_finished()
-  mngr.close()
+  checkpoints.finish(mngr)
   writers.close()
   return jax.device_get(t.par.unreplicate(pstate))
 

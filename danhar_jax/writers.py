@@ -14,6 +14,8 @@ import time
 import numpy as np
 from etils import epath
 
+from danhar_jax import disk
+
 
 class Writers:
   """TensorBoard scalars, plus one JSON object per evaluation."""
@@ -24,10 +26,41 @@ class Writers:
     self._tb = None
     if enabled:
       from tensorboardX import SummaryWriter  # deferred: only process 0 pays the import
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      with disk.writing(os.path.join(workdir, "tensorboard")):  # writes the file's header
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._watch_event_writes()
+
+  def _watch_event_writes(self) -> None:
+    """tensorboardX writes from a thread, where an error would go unseen and its queue would
+    then block the run: the thread records a failed write instead, and the run raises it."""
+    self._tb_error = None
+    events = self._tb._get_file_writer().event_writer._ev_writer  # what its thread writes to
+
+    def recorded(write):
+      def wrapper(*args):
+        if self._tb_error is None:
+          try:
+            return write(*args)
+          except Exception as e:  # pylint: disable=broad-except  (re-raised by _check_events)
+            self._tb_error = e
+        return None
+      return wrapper
+
+    events.write_event = recorded(events.write_event)
+    events.flush = recorded(events.flush)
+    self._events_path = getattr(events, "_file_name", os.path.join(
+        self._tb.logdir, "events.out.tfevents.*"))
+
+  def _check_events(self) -> None:
+    e = self._tb_error
+    if e is not None:
+      if disk.is_disk_full(e):
+        raise disk.full_error(self._events_path)
+      raise OSError(f"Writing {self._events_path} failed: {e}") from e
 
   def scalars(self, step: int, values: dict[str, float]) -> None:
     if self._tb:
+      self._check_events()
       for k, v in values.items():
         self._tb.add_scalar(k, float(v), step)
 
@@ -52,10 +85,21 @@ class Writers:
       path = epath.Path(self.jsonl)
       path.write_text((path.read_text() if path.exists() else "") + json.dumps(record) + "\n")
       return
-    with open(self.jsonl, "a") as f:
-      f.write(json.dumps(record) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+    data = (json.dumps(record) + "\n").encode()
+    # Unbuffered, so that a failed write leaves nothing queued to retry on close.
+    fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      size = os.lseek(fd, 0, os.SEEK_END)
+      try:
+        with disk.writing(self.jsonl):
+          while data:
+            data = data[os.write(fd, data):]
+          os.fsync(fd)
+      except disk.DiskFullError:
+        os.ftruncate(fd, size)  # no half line for the resumed run to trip over
+        raise
+    finally:
+      os.close(fd)
 
   def forget_after(self, step: int) -> None:
     """Drops evaluations logged after `step`: a resumed run redoes them, so none appear twice."""
@@ -72,7 +116,8 @@ class Writers:
 
   def close(self) -> None:
     if self._tb:
-      self._tb.close()
+      self._tb.close()  # drains the thread's queue and flushes
+      self._check_events()
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

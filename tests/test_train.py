@@ -145,7 +145,7 @@ def test_resume_with_another_batch_size_is_refused(fake_data, tmp_path):
   train.train_and_evaluate(quick_config(1), str(tmp_path))
   config = quick_config(2)
   config.batch_size = 16
-  with pytest.raises(ValueError, match="was trained with batch 32"):
+  with pytest.raises(ValueError, match="batch_size: 32 stored, 16 given"):
     train.train_and_evaluate(config, str(tmp_path))
 
 

@@ -1,0 +1,38 @@
+"""A dead host in a multi-host run: the survivors stop with one line, in bounded time.
+
+When a process dies, the others learn it one of two ways. A collective it should have joined
+fails at once (gloo on CPU: 'Connection reset by peer'); that surfaces here as a JaxRuntimeError.
+Otherwise JAX's coordination service misses its heartbeats for `heartbeat_timeout_seconds` and
+terminates every other process itself, with its own log lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Words of the runtime's errors when a peer is gone, as gloo and the coordination service say it.
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Gloo",
+             "heartbeat", "coordination service", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+def lost_a_peer(e: BaseException) -> bool:
+  """Whether `e` says another process of this multi-host run is gone."""
+  import jax  # pylint: disable=import-outside-toplevel  (already imported by a run)
+  if jax.process_count() < 2 or type(e).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+    return False
+  return any(w in str(e) for w in PEER_LOST)
+
+
+def stop(e: BaseException) -> None:
+  """Exits non-zero now, with one line. Not through sys.exit: JAX's exit handler would wait on a
+  shutdown barrier that the dead process never reaches, then abort with a stack dump."""
+  import jax  # pylint: disable=import-outside-toplevel
+  first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+  sys.stderr.write(
+      f"error: process {jax.process_index()}/{jax.process_count()} lost another process of this "
+      f"multi-host run ({first}). Re-run every process with the same command to resume from "
+      "the last checkpoint.\n")
+  sys.stderr.flush()
+  sys.stdout.flush()
+  os._exit(1)
