@@ -229,3 +229,23 @@ def test_opportunity_and_pamap2_dat_files_are_read_by_their_builders(tmp_path):
   np.testing.assert_array_equal(got.start_s, table[[w[0] for w in expected], 0])
   with pytest.raises(ValueError, match="CSV cannot be read for an opportunity model"):
     predict.read_windows("opportunity", [write_csv(tmp_path / "o.csv", [0], [[0]], ["a"])])
+
+
+@pytest.mark.slow
+def test_the_shipped_pretrained_model_predicts_a_real_test_subject(tmp_path, shared_data):
+  """`--pretrained=wisdm2019` right after installation: no training, no dataset build. Subject
+  1609 is one of the test subjects the model never saw; 596 windows, most labelled right."""
+  watch = shared_data / "wisdm_2019" / "wisdm-dataset" / "raw" / "watch"
+  out = tmp_path / "pred.csv"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "main.py"), "--mode=predict", "--pretrained=wisdm2019",
+       f"--input={watch / 'accel' / 'data_1609_accel_watch.txt'},"
+       f"{watch / 'gyro' / 'data_1609_gyro_watch.txt'}", f"--output={out}"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, PYTHONPATH=str(ROOT), TFDS_DATA_DIR=str(tmp_path / "no_data")))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = list(csv.DictReader(open(out)))
+  assert len(rows) == 596
+  accuracy = sum(r["label"] == r["true_label"] for r in rows) / len(rows)
+  assert accuracy > 0.55, accuracy
+  assert not (tmp_path / "no_data").exists()  # nothing was built
