@@ -59,6 +59,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from ablation import calibrate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIG_FILE = "configs/wisdm2019.py"
 # cell: (config variant, logit LayerNorm), as each variant's authors' WISDM file trains it.
@@ -145,35 +147,6 @@ def cell_dir(args, cell: str, seed: int) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Sizing: measure a step and an evaluation of DanHAR, then share the budget.
-
-
-def calibrate(config, steps: int) -> dict:
-  """Seconds of one train step (compiled) and of one evaluation (compiling included)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
-  start = time.perf_counter()
-  t = train.Trainer(config, *input_pipeline.load(config))
-  pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
-  load_s = time.perf_counter() - start
-
-  def timed(fn):
-    started = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    return out, time.perf_counter() - started
-
-  (pstate, _), compile_s = timed(lambda: t.p_train(pstate, t.train_batch(0)))
-  step_s = []
-  for step in range(1, steps + 1):
-    (pstate, _), s = timed(lambda step=step: t.p_train(pstate, t.train_batch(step)))
-    step_s.append(s)
-  _, eval_s = timed(lambda: t.evaluate(pstate))
-  step = float(np.median(step_s))
-  return {"steps_per_epoch": t.steps_per_epoch, "train_windows": t.n_train,
-          "test_windows": t.n_test, "global_batch": t.global_batch, "load_s": load_s,
-          "first_step_s": compile_s, "step_s": step, "eval_s": eval_s,
-          "epoch_s": t.steps_per_epoch * step + eval_s,
-          # start-up (about 10 s), data and compiling: once per cell; saving is in the epoch.
-          "overhead_s": 10 + load_s + compile_s - step}
 
 
 def relative_cost(cell: str, values: dict) -> float:

@@ -15,14 +15,6 @@ from danhar_jax import train
 from tests.test_train import ROOT
 
 
-@pytest.mark.parametrize("name,backend,resolved", [
-    ("auto", "gpu", "xla"), ("auto", "cuda", "xla"), ("auto", "rocm", "xla"),
-    ("auto", "tpu", "xla"), ("auto", "cpu", "winograd"), ("im2col", "gpu", "im2col"),
-    ("winograd", "tpu", "winograd"), ("xla", "cpu", "xla")])
-def test_auto_picks_lax_conv_on_accelerators_and_winograd_on_cpu(name, backend, resolved):
-  assert models.resolve_conv_impl(name, backend) == resolved
-
-
 def test_the_default_config_resolves_when_the_model_is_created():
   config = wisdm.get_config()
   assert config.model.conv_impl == "auto" and config.matmul_precision == "default"
