@@ -138,7 +138,8 @@ def command(cell: str, values: dict, workdir: str) -> list[str]:
 def printable(cmd: list[str], args) -> str:
   """The command without this machine's paths: the raw data folder as a placeholder."""
   text = shlex.join(["python", *cmd[1:]])
-  return text.replace(args.manual_dir, "<wisdm_2019 folder>")
+  # An empty manual_dir (a prepared dataset) has nothing to hide, and would match everywhere.
+  return text.replace(args.manual_dir, "<wisdm_2019 folder>") if args.manual_dir else text
 
 
 def cell_dir(args, cell: str, seed: int) -> str:
