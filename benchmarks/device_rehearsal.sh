@@ -88,6 +88,14 @@ bare() {  # bare COMMAND...: python3 only, no network, a bare environment
 }
 bare bash -c '! command -v python >/dev/null' || { echo "rehearsal: a python on PATH"; exit 1; }
 
+# The device tool sends at most 64 MiB: the tree, the wheels and, for the recipe call, its data.
+size=$(du -sk "$R/tree" | cut -f1)
+[ -d runs/recipe_tfds ] && size=$((size + $(du -sk runs/recipe_tfds | cut -f1)))
+if [ "$size" -gt $((64 * 1024)) ]; then
+  echo "rehearsal: $((size / 1024)) MiB would travel to the device, over its 64 MiB"
+  exit 1
+fi
+echo "   $((size / 1024)) MiB travel with the largest call (limit 64)"
 calls="correctness throughput"
 if [ -f runs/recipe_tfds/wisdm2019/1.0.0/dataset_info.json ]; then  # carried as on the device
   mkdir -p "$R/tree/runs" && cp -r runs/recipe_tfds "$R/tree/runs/"
