@@ -203,7 +203,10 @@ def restore_as_saved(workdir: str) -> tuple[dict, dict, int]:
   """(state as saved, config dict, step) of the latest checkpoint, with no target structure:
   what a trained model needs outside training. FileNotFoundError if there is none."""
   directory = epath.Path(workdir) / "checkpoints"
-  mngr = manager(workdir) if directory.exists() else None
+  # Committed steps are folders named by their number (Orbax renames a save into place). Looked
+  # for before a manager exists: its start-up cleanup thread would outlive an error raised here.
+  committed = directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
+  mngr = manager(workdir) if committed else None
   step = mngr.latest_step() if mngr is not None else None
   if step is None:
     raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint (untrained): train it "
