@@ -1,7 +1,7 @@
 r"""Leave-one-subject-out: one fold per subject, each a full run in `<workdir>/subject_<id>/`.
 
   python main.py --config=configs/wisdm2019.py --workdir=runs/loso --mode=loso \
-      --config.manual_dir=../shared/data/wisdm_2019 [--loso_subjects=1600,1601]
+      --config.manual_dir=/path/to/wisdm_2019 [--loso_subjects=1600,1601]
   python -m danhar_jax.loso --config=... --workdir=...       # the same
 
 Fold s trains on every other subject and tests on s (`config.test_subjects`). A fold resumes

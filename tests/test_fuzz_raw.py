@@ -1,6 +1,6 @@
 """Fuzzed raw files: every parser either gives finite windows or its own error naming the file.
 
-Property-based (hypothesis): each case takes the real bytes (../shared/data, where it is staged)
+Property-based (hypothesis): each case takes the real bytes (the staged real data, where it exists)
 or a format-faithful dummy_data fixture, and truncates, inserts, deletes or swaps bytes, or puts
 NaN, inf, huge numbers, separators or non-UTF-8 where a field or any byte was. The parsing and
 windowing functions run directly, not whole TFDS builds, so that a case takes milliseconds. A
