@@ -17,8 +17,8 @@
 # the time is spent; what did not fit is a row saying so, an OOM a row saying OOM.
 # recipe: the WISDM-2019 comparison of benchmarks/recipe_comparison.py at full size (3 seeds ×
 # the Table VII variants and DanHAR without the logit LayerNorm), as many epochs as the call's
-# time allows, from the prepared dataset carried in runs/recipe_tfds (33 MiB; no raw data):
-#   mkdir -p runs/recipe_tfds && cp -r <data_dir>/wisdm2019 runs/recipe_tfds/   # carry both
+# time allows, from the prepared dataset carried in runs/recipe_tfds (33 MiB; no raw data), which
+# benchmarks/device_recipe_stage.sh copies there, making room for it under the tool's 64 MiB.
 #
 # It installs nothing from a network: the repository goes on PYTHONPATH, and the wheels the
 # image lacks (benchmarks/device_wheels.sh, in .whl/) are installed with --no-index --no-deps.

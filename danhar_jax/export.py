@@ -119,9 +119,8 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def export_all(t: trained_lib.Trained, workdir: str) -> dict[str, str]:
-  """Writes model.stablehlo, reference.npz, model.onnx (when possible) and model_card.json."""
-  folder = os.path.join(workdir, "export")
+def write_stablehlo(t: trained_lib.Trained, folder: str) -> dict:
+  """Writes model.stablehlo and reference.npz into `folder`; returns the card's "files" entry."""
   os.makedirs(folder, exist_ok=True)
   exported = stablehlo(t)
   x = reference_input(t.config.input_shape)
@@ -131,17 +130,21 @@ def export_all(t: trained_lib.Trained, workdir: str) -> dict[str, str]:
   if not np.array_equal(replayed, logits):
     logging.warning("export: the deserialised module's logits differ from jit's by up to %.3g.",
                     float(np.max(np.abs(replayed - logits))))
-  written = {}
   hlo_path = os.path.join(folder, "model.stablehlo")
   _write_bytes(hlo_path, exported.serialize())
-  written["stablehlo"] = hlo_path
-  ref_path = os.path.join(folder, "reference.npz")
-  np.savez(ref_path, windows=x, logits=replayed)
-  written["reference"] = ref_path
-  extra = {"files": {"stablehlo": {"path": "model.stablehlo", "sha256": _sha256(hlo_path),
-                                   "platforms": list(exported.platforms),
-                                   "input": "float32[b, time, sensors], any b >= 1"},
-                     "reference": {"path": "reference.npz"}}}
+  np.savez(os.path.join(folder, "reference.npz"), windows=x, logits=replayed)
+  return {"stablehlo": {"path": "model.stablehlo", "sha256": _sha256(hlo_path),
+                        "platforms": list(exported.platforms),
+                        "input": "float32[b, time, sensors], any b >= 1"},
+          "reference": {"path": "reference.npz"}}
+
+
+def export_all(t: trained_lib.Trained, workdir: str) -> dict[str, str]:
+  """Writes model.stablehlo, reference.npz, model.onnx (when possible) and model_card.json."""
+  folder = os.path.join(workdir, "export")
+  extra = {"files": write_stablehlo(t, folder)}
+  written = {"stablehlo": os.path.join(folder, "model.stablehlo"),
+             "reference": os.path.join(folder, "reference.npz")}
   try:
     proto = onnx_model(t)
   except ImportError as e:

@@ -1,10 +1,12 @@
 """Pretrained models shipped under pretrained/<name>/: `--pretrained=NAME` uses one.
 
 Each folder holds `variables.npz` (params and batch statistics, float32, one array per
-'/'-joined path) and `model_card.json` (the config, class names and test metrics, as
-`--mode=export` writes them). Make one from a trained workdir with
+'/'-joined path), `model.stablehlo` and `reference.npz` (as `--mode=export` writes them: the
+forward with the weights baked in, for jax alone) and `model_card.json` (the config, class
+names, test metrics and the training command). Make one from a trained workdir with
 
-  python -m danhar_jax.pretrained --workdir=runs/wisdm2019 --name=wisdm2019
+  python -m danhar_jax.pretrained --workdir=runs/wisdm2019 --name=wisdm2019 \
+      --source="what the run was" --command="the command that trained it"
 """
 
 from __future__ import annotations
@@ -70,20 +72,30 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
   return tree
 
 
-def save(t: trained_lib.Trained, name: str, root: pathlib.Path | None = None) -> pathlib.Path:
-  """Writes pretrained/<name>/ from a trained model: its variables and model card."""
+def save(t: trained_lib.Trained, name: str, root: pathlib.Path | None = None,
+         source: str | None = None, command: str | None = None) -> pathlib.Path:
+  """Writes pretrained/<name>/ from a trained model: its variables, its StableHLO (with a
+  reference batch) and its model card; `source` and `command` say how it was trained."""
   folder = (root or directory()) / name
   folder.mkdir(parents=True, exist_ok=True)
   np.savez(folder / "variables.npz", **flatten(
       {k: dict(v) for k, v in t.variables.items()}))
-  (folder / "model_card.json").write_text(json.dumps(export.model_card(t), indent=1) + "\n")
+  extra = {"files": {"variables": {"path": "variables.npz"},
+                     **export.write_stablehlo(t, str(folder))}}
+  if source:
+    extra["source"] = source
+  if command:
+    extra["command"] = command
+  (folder / "model_card.json").write_text(json.dumps(export.model_card(t, extra), indent=1)
+                                          + "\n")
   return folder
 
 
 def _main(argv):
   del argv
   from absl import flags  # pylint: disable=import-outside-toplevel
-  folder = save(trained_lib.from_workdir(flags.FLAGS.workdir), flags.FLAGS.name)
+  folder = save(trained_lib.from_workdir(flags.FLAGS.workdir), flags.FLAGS.name,
+                source=flags.FLAGS.source, command=flags.FLAGS.command)
   print(folder)
 
 
@@ -91,5 +103,7 @@ if __name__ == "__main__":
   from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
   flags.DEFINE_string("workdir", None, "A trained run.")
   flags.DEFINE_string("name", None, "The pretrained model's name, e.g. wisdm2019.")
+  flags.DEFINE_string("source", None, "For the card: what the run was (default: its workdir).")
+  flags.DEFINE_string("command", None, "For the card: the command that trained it.")
   flags.mark_flags_as_required(["workdir", "name"])
   app.run(_main)
