@@ -35,11 +35,12 @@ import json
 import os
 import pathlib
 import shlex
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+import cell_runner  # benchmarks/, on sys.path when run as a script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -219,22 +220,15 @@ def run_cell(args, suite: str, variant: str, seed: int, epochs: int) -> dict:
   result_path = os.path.join(workdir, "result.json")
   values = overrides(args, suite, seed, epochs)
   cmd = command(suite, variant, values, workdir)
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      result = json.load(f)
-    if result.get("command") == cmd[1:]:
-      print(f"[{suite} {variant} seed {seed}] done before; skipped.", flush=True)
-      return result
-  os.makedirs(workdir, exist_ok=True)
-  print(f"[{suite} {variant} seed {seed}] {shlex.join(cmd[1:])}", flush=True)
-  resumed = os.path.isdir(os.path.join(workdir, "checkpoints"))
-  started = time.perf_counter()
-  with open(os.path.join(workdir, "log.txt"), "a") as log:
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                          env=dict(os.environ, DANHAR_OFFLINE="1"), check=False)
-  wall = time.perf_counter() - started
-  if proc.returncode:
-    raise RuntimeError(f"{shlex.join(cmd)} failed with exit code {proc.returncode}; see "
+  label = f"{suite} {variant} seed {seed}"
+  done = cell_runner.finished_before(result_path, cmd)
+  if done:
+    print(f"[{label}] done before; skipped.", flush=True)
+    return done
+  ran = cell_runner.run(cmd, workdir, label)
+  wall = ran["wall_seconds"]
+  if ran["returncode"]:
+    raise RuntimeError(f"{shlex.join(cmd)} failed with exit code {ran['returncode']}; see "
                        f"{workdir}/log.txt")
   records = writers.read_eval_metrics(workdir)
   last = records[-1]
@@ -247,7 +241,7 @@ def run_cell(args, suite: str, variant: str, seed: int, epochs: int) -> dict:
             **{k: last[k] for k in METRICS},
             "params": summary.count_params(shapes["params"]),
             "wall_seconds": wall, "eval_seconds": sum(r.get("eval_seconds", 0) for r in records),
-            "resumed": resumed}
+            "resumed": ran["resumed"]}
   result["train_seconds"] = wall - result["eval_seconds"]
   if suite == "weakly":
     if "loc_pointing_uniform" in last:  # the trainer scored localisation itself

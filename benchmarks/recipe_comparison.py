@@ -45,21 +45,19 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
 import json
 import os
 import pathlib
 import platform
 import shlex
-import subprocess
 import sys
-import time
 
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import cell_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ablation import calibrate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIG_FILE = "configs/wisdm2019.py"
@@ -172,7 +170,8 @@ def make_plan(args) -> dict:
   fixed = args.margin * sum(m["overhead_s"] + m["load_s"] + m["eval_s"] * costs[c]
                             for c, _ in runs) / args.jobs
   epochs = args.epochs or max(1, int((args.budget_minutes * 60 - fixed) // per_epoch))
-  return {"created": now(), "cells": args.cell_list, "seeds": args.seed_list, "epochs": epochs,
+  return {"created": cell_runner.now(), "cells": args.cell_list, "seeds": args.seed_list,
+          "epochs": epochs,
           "steps_per_epoch": m["steps_per_epoch"], "global_batch": m["global_batch"],
           "train_windows": m["train_windows"], "test_windows": m["test_windows"],
           "measured": m, "relative_cost": costs, "margin": args.margin, "jobs": args.jobs,
@@ -186,15 +185,11 @@ def fixed_plan(args) -> dict:
   train_split, test, _ = input_pipeline.open_splits(config)
   full = len(train_split) // config.batch_size
   steps = min(full, args.steps_per_epoch) if args.steps_per_epoch > 0 else full
-  return {"created": now(), "cells": args.cell_list, "seeds": args.seed_list,
+  return {"created": cell_runner.now(), "cells": args.cell_list, "seeds": args.seed_list,
           "epochs": args.epochs, "steps_per_epoch": steps, "global_batch": config.batch_size,
           "train_windows": len(train_split), "test_windows": len(test), "measured": None,
           "margin": args.margin, "jobs": args.jobs, "budget_minutes": args.budget_minutes,
           "estimated_minutes": None}
-
-
-def now() -> str:
-  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,30 +201,19 @@ def run_cell(args, cell: str, seed: int, epochs: int) -> dict:
   workdir = cell_dir(args, cell, seed)
   done_path = os.path.join(workdir, "done.json")
   cmd = command(cell, overrides(args, cell, seed, epochs), workdir)
-  if os.path.exists(done_path):
-    with open(done_path) as f:
-      done = json.load(f)
-    if done.get("command") == cmd[1:]:
-      print(f"[{cell} seed {seed}] done before; skipped.", flush=True)
-      return done
-  os.makedirs(workdir, exist_ok=True)
-  print(f"[{cell} seed {seed}] {now()} {printable(cmd, args)}", flush=True)
-  resumed = os.path.isdir(os.path.join(workdir, "checkpoints"))
-  started, start_time = time.perf_counter(), now()
-  # The worktree's package, not whichever one an editable install points at.
-  env = dict(os.environ, DANHAR_OFFLINE="1",
-             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+  done = cell_runner.finished_before(done_path, cmd)
+  if done:
+    print(f"[{cell} seed {seed}] done before; skipped.", flush=True)
+    return done
+  env = dict(os.environ)
   if args.jobs > 1:  # several runs share one accelerator: none may take most of its memory
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  with open(os.path.join(workdir, "log.txt"), "a") as log:
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-                          check=False)
-  wall = time.perf_counter() - started
-  result = {"cell": cell, "seed": seed, "command": cmd[1:], "returncode": proc.returncode,
-            "started": start_time, "finished": now(), "wall_seconds": wall, "resumed": resumed}
-  if proc.returncode:
-    print(f"[{cell} seed {seed}] FAILED (exit code {proc.returncode}); see {workdir}/log.txt",
-          flush=True)
+  result = {"cell": cell, "seed": seed,
+            **cell_runner.run(cmd, workdir, f"{cell} seed {seed}", printable(cmd, args), env)}
+  wall = result["wall_seconds"]
+  if result["returncode"]:
+    print(f"[{cell} seed {seed}] FAILED (exit code {result['returncode']}); see "
+          f"{workdir}/log.txt", flush=True)
     return result
   with open(done_path, "w") as f:
     json.dump(result, f, indent=1)
@@ -302,7 +286,8 @@ def conditions(args, the_plan: dict, runs: list[dict]) -> dict:
           "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
           "python": platform.python_version(),
           "started": min(started) if started else None,
-          "finished": max(finished) if finished else None, "report_written": now(),
+          "finished": max(finished) if finished else None,
+          "report_written": cell_runner.now(),
           "data": ("WISDM-2019 smartwatch, the 12 staged subjects (1600-1611): train = the "
                    f"others, test = {args.test_subjects}; {the_plan.get('train_windows')} train "
                    f"and {the_plan.get('test_windows')} test windows of 200 × 6"),
@@ -348,6 +333,8 @@ def findings(summary: dict, subjects: dict) -> list[str]:
   cells = list(summary)
   if "danhar" not in summary:
     return ["DanHAR has no finished evaluation; nothing to compare."]
+  if cells == ["danhar"]:
+    return ["Only DanHAR ran; nothing to compare."]
   for key, what in (("best_accuracy", "best accuracy"), ("last_accuracy", "last accuracy"),
                     ("best_macro_f1", "best macro-F1"), ("last_macro_f1", "last macro-F1")):
     others = [c for c in cells if c != "danhar"]
@@ -536,7 +523,7 @@ def main(argv=None):
   runs = [(c, s) for s in args.seed_list for c in args.cell_list]
   with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
     results = list(pool.map(lambda r: run_cell(args, *r, the_plan["epochs"]), runs))
-  print(f"All runs ended at {now()}; "
+  print(f"All runs ended at {cell_runner.now()}; "
         f"{sum(r['returncode'] != 0 for r in results)} failed. Writing the report ...", flush=True)
   report(args)
 

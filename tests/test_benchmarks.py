@@ -18,6 +18,7 @@ from tests.test_models import authors_config, with_random
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import cell_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Every JSON row must carry these, and the rates must be positive numbers.
 REQUIRED = ("config", "dtype", "batch_size", "devices", "device", "impl", "peer",
@@ -130,3 +131,21 @@ def test_torch_peer_computes_the_jax_model(dataset):
   evaluated = model.apply({**variables, **updates}, x)
   np.testing.assert_allclose(evaluated, peer(torch.tensor(x)).detach().numpy(),
                              rtol=1e-4, atol=1e-4)
+
+
+def test_a_cell_runs_once_per_command_and_keeps_its_log(tmp_path):
+  """The comparisons' shared cell runner: a record of the same command means done; another
+  command, or none, runs; output is appended to log.txt; a failure is returned, not hidden."""
+  workdir, record = str(tmp_path / "cell"), str(tmp_path / "cell" / "done.json")
+  cmd = [sys.executable, "-c", "import os; print('ran', os.environ['DANHAR_OFFLINE'])"]
+  assert cell_runner.finished_before(record, cmd) is None
+  ran = cell_runner.run(cmd, workdir, "test cell")
+  assert ran["returncode"] == 0 and ran["command"] == cmd[1:] and not ran["resumed"]
+  with open(record, "w") as f:
+    json.dump(ran, f)
+  assert cell_runner.finished_before(record, cmd) == ran
+  assert cell_runner.finished_before(record, [*cmd[:2], "print(2)"]) is None
+  os.makedirs(os.path.join(workdir, "checkpoints"))
+  failed = cell_runner.run([sys.executable, "-c", "raise SystemExit(3)"], workdir, "test cell")
+  assert failed["returncode"] == 3 and failed["resumed"]
+  assert open(os.path.join(workdir, "log.txt")).read() == "ran 1\n"
