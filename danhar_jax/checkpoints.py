@@ -32,6 +32,11 @@ RESUMABLE_FIELDS = (
     "num_epochs", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
     "profile_steps", "eval_batch_size", "evaluators", "parallelism", "matmul_precision",
     "data_dir", "manual_dir", "model.conv_impl")
+# Evaluating a checkpoint (--mode=eval, figures) may also differ in how it was trained and in
+# the compute dtype; the model, the data and the test subjects must be the stored ones.
+EVAL_MAY_DIFFER = RESUMABLE_FIELDS + (
+    "batch_size", "learning_rate", "lr_decay_rate", "lr_schedule", "lr_step_epochs",
+    "weight_decay", "seed", "steps_per_epoch", "model.dtype")
 # Written beside the config, not part of it: what 'auto' fields resolved to on the backend.
 NOT_CONFIG = ("resolved",)
 DAMAGED_DIR = "damaged_checkpoints"
@@ -45,8 +50,9 @@ class DamagedCheckpointError(ValueError):
   """No checkpoint of the workdir can be read."""
 
 
-def config_differences(stored: dict, given: dict) -> list[tuple[str, object, object]]:
-  """(field, stored value, given value) for each field outside RESUMABLE_FIELDS that differs.
+def config_differences(stored: dict, given: dict, may_differ=RESUMABLE_FIELDS
+                       ) -> list[tuple[str, object, object]]:
+  """(field, stored value, given value) for each field outside `may_differ` that differs.
 
   Both go through JSON, as a stored one did, so tuples compare equal to lists."""
   stored, given = (json.loads(json.dumps(c, default=str)) for c in (stored, given))
@@ -54,17 +60,20 @@ def config_differences(stored: dict, given: dict) -> list[tuple[str, object, obj
   a = {k: v for k, v in writers.flatten(stored).items() if k.split(".")[0] not in NOT_CONFIG}
   b = writers.flatten(given)
   return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(a.keys() | b.keys())
-          if k not in RESUMABLE_FIELDS and a.get(k, missing) != b.get(k, missing)]
+          if k not in may_differ and a.get(k, missing) != b.get(k, missing)]
 
 
-def check_config(directory, stored: dict, given: dict) -> None:
-  diffs = config_differences(stored, given)
+def check_config(directory, stored: dict, given: dict, may_differ=RESUMABLE_FIELDS) -> None:
+  diffs = config_differences(stored, given, may_differ)
   if diffs:
     listed = "; ".join(f"{k}: {json.dumps(s)} stored, {json.dumps(g)} given"
                        for k, s, g in diffs)
-    raise ConfigMismatchError(
-        f"{directory} holds a run of another config ({listed}). Resume with the stored values "
-        f"(only {', '.join(RESUMABLE_FIELDS)} may change), or use a new --workdir.")
+    if may_differ == RESUMABLE_FIELDS:
+      advice = (f"Resume with the stored values (only {', '.join(RESUMABLE_FIELDS)} may "
+                "change), or use a new --workdir.")
+    else:
+      advice = "Evaluate it with the stored values of these fields."
+    raise ConfigMismatchError(f"{directory} holds a run of another config ({listed}). {advice}")
 
 
 def _first_line(e: BaseException) -> str:
@@ -119,11 +128,12 @@ def finish(mngr: ocp.CheckpointManager) -> None:
 
 
 def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,
-            config: dict | None = None, set_aside: bool = False):
+            config: dict | None = None, set_aside: bool = False,
+            may_differ=RESUMABLE_FIELDS):
   """(state, step) of the newest readable checkpoint, or (`state`, 0) if there is none.
 
   `state` gives the structure to restore into. `config` (a dict), if given, must match the
-  stored one outside RESUMABLE_FIELDS (ConfigMismatchError), checked before the state is read.
+  stored one outside `may_differ` (ConfigMismatchError), checked before the state is read.
   `expected` holds the pipeline settings a resumed run must share with the checkpoint
   (global_batch, steps_per_epoch, seed): any difference is a ValueError, since the batch order
   would silently change. A step that cannot be read is skipped with a warning, and with
@@ -143,7 +153,7 @@ def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,
       damaged.append(_damaged(mngr, step, e))
       continue
     if config is not None:
-      check_config(mngr.directory, meta.config, config)
+      check_config(mngr.directory, meta.config, config, may_differ)
     _check_pipeline(mngr, meta.pipeline, expected)
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(

@@ -388,14 +388,16 @@ def check_finite(step: int, loss_total) -> None:
 
 
 def restore_state(config, workdir: str):
-  """The latest checkpoint of `workdir` as an unreplicated TrainState, and its step."""
+  """The latest checkpoint of `workdir` as an unreplicated TrainState, and its step, for
+  evaluation: `config` must be the stored one where it shapes the model or the test data."""
   mngr = checkpoints.manager(workdir)
   try:
     if mngr.latest_step() is None:
       raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
     # steps_per_epoch only shapes the LR schedule, not the optimiser state's structure.
     state = create_train_state(config, models.create_model(config), steps_per_epoch=1)
-    return checkpoints.restore(mngr, state)
+    return checkpoints.restore(mngr, state, config=config.to_dict(),
+                               may_differ=checkpoints.EVAL_MAY_DIFFER)
   finally:
     mngr.close()
 

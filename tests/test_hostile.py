@@ -100,6 +100,22 @@ def test_resuming_with_another_variant_or_seed_is_refused_in_one_line(fake_data,
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
+def test_evaluating_with_another_model_is_refused_but_training_settings_may_differ(fake_data,
+                                                                                   whole):
+  """--mode=eval: the model and the test subjects must be the stored ones; how the checkpoint
+  was trained (learning rate, seed, epochs) need not be retyped."""
+  config = quick_config(7)
+  config.learning_rate, config.seed, config.batch_size = 0.5, 3, 8
+  result = train.evaluate(config, whole[0])
+  assert result["step"] == eval_tail(whole[0])[-1]["step"]
+  assert result["accuracy"] == eval_tail(whole[0])[-1]["accuracy"]
+  config = quick_config(2)
+  config.model.logit_standardization = not config.model.logit_standardization
+  with pytest.raises(checkpoints.ConfigMismatchError) as e:
+    train.evaluate(config, whole[0])
+  assert "model.logit_standardization" in one_line(e) and "Evaluate it" in one_line(e)
+
+
 def test_num_epochs_and_logging_may_change_on_resume(fake_data, whole, tmp_path):
   workdir = str(tmp_path / "run")
   config = quick_config(1)
