@@ -71,15 +71,15 @@ def main(argv):
       raise app.UsageError("--config is required.")
     config_check.validate(FLAGS.config)  # every field that shapes the run, before it runs
     run(FLAGS.config)
-  except user_errors as e:  # RawFormatError and MissingRawFilesError are among them
-    if os.environ.get("DANHAR_TRACEBACK"):
-      raise
-    sys.exit(f"error: {e}")
   except Exception as e:  # pylint: disable=broad-except
     from danhar_jax import hosts
-    if os.environ.get("DANHAR_TRACEBACK") or not hosts.lost_a_peer(e):
+    if os.environ.get("DANHAR_TRACEBACK"):
       raise
-    hosts.stop(e)
+    if hosts.lost_a_peer(e):  # first: a lost peer may come wrapped as a ValueError
+      hosts.stop(e)
+    if isinstance(e, user_errors):  # RawFormatError and MissingRawFilesError are among them
+      sys.exit(f"error: {e}")
+    raise
 
 
 def run(config):

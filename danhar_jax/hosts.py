@@ -16,12 +16,26 @@ PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pi
              "heartbeat", "coordination service", "UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
+# How the runtime's status messages begin; Orbax re-raises them as ValueError, unchained.
+STATUS_CODES = ("UNKNOWN:", "UNAVAILABLE:", "INTERNAL:", "DEADLINE_EXCEEDED:", "ABORTED:",
+                "CANCELLED:")
+
+
 def lost_a_peer(e: BaseException) -> bool:
-  """Whether `e` says another process of this multi-host run is gone."""
+  """Whether `e`, or an error it wraps, says another process of this multi-host run is gone."""
   import jax  # pylint: disable=import-outside-toplevel  (already imported by a run)
-  if jax.process_count() < 2 or type(e).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+  if jax.process_count() < 2:
     return False
-  return any(w in str(e) for w in PEER_LOST)
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    text = str(e).strip()
+    runtime = (type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+               or text.startswith(STATUS_CODES))
+    if runtime and any(w in text for w in PEER_LOST):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 def stop(e: BaseException) -> None:

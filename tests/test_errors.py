@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from configs import wisdm
+from danhar_jax import hosts
 from danhar_jax import input_pipeline
 from danhar_jax import models
 from danhar_jax import parallel
@@ -144,3 +146,21 @@ def test_main_py_reports_config_mistakes_in_one_line(flags, message):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert message in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_lost_peer_is_recognised_also_when_wrapped(monkeypatch):
+  """Orbax re-raises a failed collective as a ValueError carrying the runtime's status text: it
+  is still a lost peer (one line, exit at once), not a user error."""
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  gloo = ("UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/pair.cc:538] "
+          "Read error [127.0.0.1]:37575: Connection reset by peer")
+  assert hosts.lost_a_peer(ValueError(gloo))
+  wrapped = ValueError("saving checkpoint 6 failed")
+  wrapped.__cause__ = type("JaxRuntimeError", (RuntimeError,), {})("INTERNAL: heartbeat timeout")
+  assert hosts.lost_a_peer(wrapped)
+  assert not hosts.lost_a_peer(ValueError("config.batch_size=210 does not divide across the 8 "
+                                          "devices; use 208 or 216"))
+  assert not hosts.lost_a_peer(BrokenPipeError(32, "Broken pipe"))  # no runtime status
+  monkeypatch.setattr(jax, "process_count", lambda: 1)
+  assert not hosts.lost_a_peer(ValueError(gloo))
+

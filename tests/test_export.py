@@ -25,7 +25,8 @@ exported = jax.export.deserialize(open(sys.argv[1] + "/model.stablehlo", "rb").r
 ref = np.load(sys.argv[1] + "/reference.npz")
 logits = np.asarray(exported.call(ref["windows"]))
 atol = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # 0: bit-exact
-assert np.allclose(logits, ref["logits"], rtol=0, atol=atol), np.abs(logits - ref["logits"]).max()
+assert np.allclose(logits, ref["logits"], rtol=0, atol=atol), \
+    np.abs(logits - ref["logits"]).max()
 one = np.asarray(exported.call(ref["windows"][:1]))  # another batch size: polymorphic
 assert one.shape == (1, ref["logits"].shape[1]), one.shape
 bad = [m for m in sys.modules if m.split(".")[0] in ("danhar_jax", "flax", "tfds_builders")]
@@ -57,7 +58,6 @@ def test_stablehlo_replays_exactly_in_a_process_with_only_jax(exported):
   assert "replayed (37, 6)" in proc.stdout
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_the_shipped_pretrained_stablehlo_replays_with_only_jax():
   """pretrained/wisdm2019's StableHLO is the file its card names, runs without this package and
