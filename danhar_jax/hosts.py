@@ -23,9 +23,6 @@ STATUS_CODES = ("UNKNOWN:", "UNAVAILABLE:", "INTERNAL:", "DEADLINE_EXCEEDED:", "
 
 def lost_a_peer(e: BaseException) -> bool:
   """Whether `e`, or an error it wraps, says another process of this multi-host run is gone."""
-  import jax  # pylint: disable=import-outside-toplevel  (already imported by a run)
-  if jax.process_count() < 2:
-    return False
   seen = set()
   while e is not None and id(e) not in seen:
     seen.add(id(e))
@@ -33,7 +30,9 @@ def lost_a_peer(e: BaseException) -> bool:
     runtime = (type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
                or text.startswith(STATUS_CODES))
     if runtime and any(w in text for w in PEER_LOST):
-      return True
+      # Only now: asking JAX starts its backend, which a user error must not wait for.
+      import jax  # pylint: disable=import-outside-toplevel  (already imported by a run)
+      return jax.process_count() > 1
     e = e.__cause__ or e.__context__
   return False
 

@@ -24,7 +24,7 @@ import jax
 exported = jax.export.deserialize(open(sys.argv[1] + "/model.stablehlo", "rb").read())
 ref = np.load(sys.argv[1] + "/reference.npz")
 logits = np.asarray(exported.call(ref["windows"]))
-atol = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # 0: bit-exact
+atol = float(sys.argv[2])  # 0: bit-exact
 assert np.allclose(logits, ref["logits"], rtol=0, atol=atol), \
     np.abs(logits - ref["logits"]).max()
 one = np.asarray(exported.call(ref["windows"][:1]))  # another batch size: polymorphic
@@ -49,13 +49,18 @@ def exported(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.slow
-def test_stablehlo_replays_exactly_in_a_process_with_only_jax(exported):
-  proc = subprocess.run([sys.executable, "-c", REPLAY, str(exported / "export")],
+def replay(folder, atol: float = 0.0) -> str:
+  """REPLAY's output for the export in `folder`, run by a process that has only jax."""
+  proc = subprocess.run([sys.executable, "-c", REPLAY, str(folder), str(atol)],
                         env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=""), cwd="/",
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "replayed (37, 6)" in proc.stdout
+  return proc.stdout
+
+
+@pytest.mark.slow
+def test_stablehlo_replays_exactly_in_a_process_with_only_jax(exported):
+  assert "replayed (37, 6)" in replay(exported / "export")
 
 
 @pytest.mark.slow
@@ -66,11 +71,7 @@ def test_the_shipped_pretrained_stablehlo_replays_with_only_jax():
   folder = ROOT / "pretrained" / "wisdm2019"
   card = json.loads((folder / "model_card.json").read_text())
   assert export._sha256(str(folder / "model.stablehlo")) == card["files"]["stablehlo"]["sha256"]
-  proc = subprocess.run([sys.executable, "-c", REPLAY, str(folder), "1e-5"],
-                        env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=""), cwd="/",
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "replayed (37, 18)" in proc.stdout
+  assert "replayed (37, 18)" in replay(folder, atol=1e-5)
 
 
 @pytest.mark.slow
