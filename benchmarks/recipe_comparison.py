@@ -183,8 +183,7 @@ def fixed_plan(args) -> dict:
   from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
   config = make_config("danhar", overrides(args, "danhar", 0, args.epochs))
   train_split, test, _ = input_pipeline.open_splits(config)
-  full = len(train_split) // config.batch_size
-  steps = min(full, args.steps_per_epoch) if args.steps_per_epoch > 0 else full
+  steps = train.epoch_steps(config, len(train_split))
   return {"created": cell_runner.now(), "cells": args.cell_list, "seeds": args.seed_list,
           "epochs": args.epochs, "steps_per_epoch": steps, "global_batch": config.batch_size,
           "train_windows": len(train_split), "test_windows": len(test), "measured": None,

@@ -18,10 +18,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from danhar_jax import disk
-from danhar_jax import writers
 
 # Config fields that may change when a run resumes: how long it runs, how often it logs and
 # checkpoints, where the prepared data lives, and how steps are computed (numerics only, as
@@ -57,8 +57,9 @@ def config_differences(stored: dict, given: dict, may_differ=RESUMABLE_FIELDS
   Both go through JSON, as a stored one did, so tuples compare equal to lists."""
   stored, given = (json.loads(json.dumps(c, default=str)) for c in (stored, given))
   missing = "(absent)"
-  a = {k: v for k, v in writers.flatten(stored).items() if k.split(".")[0] not in NOT_CONFIG}
-  b = writers.flatten(given)
+  a = {k: v for k, v in traverse_util.flatten_dict(stored, sep=".").items()
+       if k.split(".")[0] not in NOT_CONFIG}
+  b = traverse_util.flatten_dict(given, sep=".")
   return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(a.keys() | b.keys())
           if k not in may_differ and a.get(k, missing) != b.get(k, missing)]
 

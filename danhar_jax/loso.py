@@ -91,9 +91,7 @@ def run(config, workdir: str, subjects: list[str] | None = None) -> str:
 
 def planned_steps(config, train_windows: int) -> int:
   """The fold's total steps, as train.Trainer computes them from its train split's size."""
-  full = train_windows // config.batch_size
-  per_epoch = min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
-  return config.num_epochs * per_epoch
+  return config.num_epochs * train.epoch_steps(config, train_windows)
 
 
 def summary(rows: list[dict]) -> dict:

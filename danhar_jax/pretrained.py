@@ -16,6 +16,7 @@ import os
 import pathlib
 
 import numpy as np
+from flax import traverse_util
 
 from danhar_jax import export
 from danhar_jax import trained as trained_lib
@@ -45,31 +46,10 @@ def load(name: str) -> trained_lib.Trained:
   folder = directory() / name
   card = json.loads((folder / "model_card.json").read_text())
   with np.load(folder / "variables.npz") as npz:
-    variables = unflatten({k: npz[k] for k in npz.files})
+    variables = traverse_util.unflatten_dict({k: npz[k] for k in npz.files}, sep="/")
   return trained_lib.Trained(trained_lib.config_from_json(card["config"]), variables,
                              list(card["class_names"]), f"pretrained:{name}",
                              card.get("step"), card.get("test_metrics"))
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}/"))
-    else:
-      out[f"{prefix}{k}"] = np.asarray(v, np.float32)
-  return out
-
-
-def unflatten(flat: dict[str, np.ndarray]) -> dict:
-  tree: dict = {}
-  for key, value in flat.items():
-    *parents, leaf = key.split("/")
-    node = tree
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
 
 
 def save(t: trained_lib.Trained, name: str, root: pathlib.Path | None = None,
@@ -78,8 +58,9 @@ def save(t: trained_lib.Trained, name: str, root: pathlib.Path | None = None,
   reference batch) and its model card; `source` and `command` say how it was trained."""
   folder = (root or directory()) / name
   folder.mkdir(parents=True, exist_ok=True)
-  np.savez(folder / "variables.npz", **flatten(
-      {k: dict(v) for k, v in t.variables.items()}))
+  np.savez(folder / "variables.npz", **{
+      k: np.asarray(v, np.float32)
+      for k, v in traverse_util.flatten_dict(dict(t.variables), sep="/").items()})
   extra = {"files": {"variables": {"path": "variables.npz"},
                      **export.write_stablehlo(t, str(folder))}}
   if source:

@@ -167,6 +167,13 @@ def check_workdir(workdir: str) -> None:
                           "Choose a folder you can write to.") from None
 
 
+def epoch_steps(config, train_windows: int) -> int:
+  """Steps per epoch: the full global batches of the train split, at most
+  config.steps_per_epoch when that is positive."""
+  full = train_windows // config.batch_size
+  return min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
+
+
 class Trainer:
   """Everything one run needs on the devices: data, mapped steps, and the state."""
 
@@ -179,11 +186,10 @@ class Trainer:
     check_batch_divides(config.batch_size, n_dev)
     self.global_batch = config.batch_size
     self.eval_batch = -(-config.eval_batch_size // n_dev) * n_dev
-    full = self.n_train // self.global_batch
-    if full == 0:
+    self.steps_per_epoch = epoch_steps(config, self.n_train)
+    if self.steps_per_epoch == 0:
       raise ValueError(f"The train split has {self.n_train} windows, fewer than one batch of "
                        f"{self.global_batch}. Lower config.batch_size.")
-    self.steps_per_epoch = min(full, config.steps_per_epoch) if config.steps_per_epoch > 0 else full
     self.total_steps = config.num_epochs * self.steps_per_epoch
     unknown = [e for e in config.evaluators if e not in EVALUATORS]
     if unknown:
@@ -274,9 +280,10 @@ class Trainer:
       counts = np.asarray(result["by_subject"])
       out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
           self.subjects.tolist(), counts.tolist())}
-    for name in self.config.evaluators:
+    if self.config.evaluators:
       state = self.par.unreplicate(pstate)
-      out.update(over_processes(EVALUATORS[name](state, self.own_test, self.config)))
+      for name in self.config.evaluators:
+        out.update(over_processes(EVALUATORS[name](state, self.own_test, self.config)))
     return out
 
   def pipeline_position(self, step: int) -> dict:

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from etils import epath
+from flax import traverse_util
 
 from danhar_jax import disk
 
@@ -71,7 +72,7 @@ class Writers:
     from tensorboardX.summary import hparams  # pylint: disable=import-outside-toplevel
     self._tb.add_text("config", "```\n" + json.dumps(config, indent=1, default=str) + "\n```")
     flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-            for k, v in flatten(config).items()}
+            for k, v in traverse_util.flatten_dict(config, sep=".").items()}
     metrics = {f"test_{k}": 0.0 for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}
     writer = self._tb._get_file_writer()  # the run's own folder, beside its scalars
     for summary in hparams(flat, metrics):
@@ -118,17 +119,6 @@ class Writers:
     if self._tb:
       self._tb.close()  # drains the thread's queue and flushes
       self._check_events()
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """{'model': {'widths': ...}} -> {'model.widths': ...}."""
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
 
 
 def read_eval_metrics(workdir: str) -> list[dict]:
