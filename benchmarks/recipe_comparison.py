@@ -95,6 +95,8 @@ def parse_args(argv=None):
   p.add_argument("--calibration_steps", type=int, default=3)
   p.add_argument("--plan_only", action="store_true", help="measure and print the plan only")
   p.add_argument("--report", action="store_true", help="write the report from the runs so far")
+  p.add_argument("--previous", default="",
+                 help="an earlier report's JSON: (cell, seed) runs missing here are taken from it")
   args = p.parse_args(argv)
   args.data_dir = args.data_dir or os.path.join(args.runs_dir, "tfds")
   args.cell_list = [c for c in args.cells.split(",") if c.strip()]
@@ -305,6 +307,15 @@ def figure(path: str, summary: dict) -> None:
             "temporal": ("tab:orange", "-"), "temporal_channel": ("tab:purple", "-")}
   for cell, runs in summary.items():
     color, line = styles.get(cell, (None, "-"))
+    curves = [[100 * (1 - p["accuracy"]) for p in r["curve"]] for r in runs.values()]
+    if len(curves) > 1 and len({len(c) for c in curves}) == 1:  # seed band: mean ± std
+      epochs = [p["epoch"] for p in next(iter(runs.values()))["curve"]]
+      mean, std = np.mean(curves, 0), np.std(curves, 0, ddof=1)
+      ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+      ax.plot(epochs, mean, line, color=color, lw=2.2,
+              label=f"{cell} (LN {'on' if CELLS[cell][1] else 'off'}), mean ± std of "
+                    f"{len(curves)} seeds")
+      continue
     for i, (seed, run) in enumerate(sorted(runs.items())):
       epochs = [p["epoch"] for p in run["curve"]]
       error = [100 * (1 - p["accuracy"]) for p in run["curve"]]
@@ -357,6 +368,51 @@ def findings(summary: dict, subjects: dict) -> list[str]:
   return out
 
 
+PAIRED_KEYS = (("last_accuracy", "last accuracy"), ("last_macro_f1", "last macro-F1"))
+
+
+def paired_differences(summary: dict) -> dict:
+  """{other: {key: {seed: DanHAR minus other, in points}}} over the seeds both have."""
+  if "danhar" not in summary:
+    return {}
+  out = {}
+  for other in (c for c in ("resnet", "cnn") if c in summary):
+    seeds = sorted(set(summary["danhar"]) & set(summary[other]))
+    out[other] = {key: {str(s): 100 * (summary["danhar"][s][key] - summary[other][s][key])
+                        for s in seeds} for key, _ in PAIRED_KEYS}
+  return out
+
+
+def paired_findings(paired: dict, summary: dict, subjects: dict) -> list[str]:
+  """Does DanHAR's lead survive the seeds? Plain words, per metric and per test subject."""
+  out = []
+  for other, by_key in paired.items():
+    for key, what in PAIRED_KEYS:
+      d = np.array(list(by_key[key].values()))
+      if len(d) < 2:
+        continue
+      sd = np.std(d, ddof=1)
+      if (d > 0).all() and d.mean() > 2 * sd / np.sqrt(len(d)):
+        word = "survives: DanHAR leads on every seed"
+      elif (d > 0).all():
+        word = "is on every seed, but small against its spread"
+      elif (d < 0).all():
+        word = f"does NOT survive: {other} leads on every seed"
+      else:
+        word = f"does NOT survive: the sign changes between seeds (DanHAR ahead on {(d > 0).sum()} of {len(d)})"
+      out.append(f"- DanHAR minus {other}, {what}, paired over {len(d)} seeds: "
+                 f"{d.mean():+.2f} ± {sd:.2f} points (per seed "
+                 f"{', '.join(f'{v:+.2f}' for v in d)}); the lead {word}.")
+  if "danhar" in subjects and len(summary.get("danhar", {})) > 1:
+    for other in (c for c in ("resnet", "cnn") if c in subjects):
+      lost = [s for s, a in sorted(subjects["danhar"].items()) if subjects[other][s] >= a]
+      out.append(f"- per test subject, seed means: DanHAR is behind {other} on "
+                 + (", ".join(f"{s} ({100 * subjects['danhar'][s]:.2f} vs "
+                              f"{100 * subjects[other][s]:.2f})" for s in lost)
+                    if lost else "none of them") + ".")
+  return out
+
+
 def report(args) -> None:
   from danhar_jax import models, writers  # pylint: disable=g-import-not-at-top
   from danhar_jax import summary as summary_lib  # pylint: disable=g-import-not-at-top
@@ -365,6 +421,10 @@ def report(args) -> None:
   the_plan = json.load(open(plan_path)) if os.path.exists(plan_path) else {}
   epochs = the_plan.get("epochs", args.epochs)
   summary, subjects, runs, missing, params = {}, {}, [], [], {}
+  previous = {}
+  if args.previous:
+    with open(args.previous) as f:
+      previous = json.load(f)
   for cell in args.cell_list:
     config = make_config(cell, overrides(args, cell, 0, max(1, epochs or 1)))
     shapes = jax.eval_shape(lambda c=config: models.init_variables(models.create_model(c),
@@ -376,6 +436,10 @@ def report(args) -> None:
       done_path = os.path.join(workdir, "done.json")
       run = json.load(open(done_path)) if os.path.exists(done_path) else {}
       runs.append(run)
+      if not records and str(seed) in previous.get("cells", {}).get(cell, {}):
+        summary.setdefault(cell, {})[seed] = {**previous["cells"][cell][str(seed)],
+                                              "reused": args.previous}
+        continue
       if not records:
         missing.append(f"{cell} seed {seed}")
         continue
@@ -385,10 +449,14 @@ def report(args) -> None:
       print(f"Per-subject evaluation of {cell} seed {seed} ...", flush=True)
       s["last_checkpoint"] = per_subject(args, cell, seed, epochs or 1)
       summary.setdefault(cell, {})[seed] = s
+  subject_std = {}
   for cell, by_seed in summary.items():  # seed means per subject
     accs = [r["last_checkpoint"]["subjects"] for r in by_seed.values() if r["last_checkpoint"]]
     if accs:
       subjects[cell] = {k: float(np.mean([a[k]["accuracy"] for a in accs])) for k in accs[0]}
+      subject_std[cell] = {k: float(np.std([a[k]["accuracy"] for a in accs], ddof=1))
+                           if len(accs) > 1 else 0.0 for k in accs[0]}
+  paired = paired_differences(summary)
   cond = conditions(args, the_plan, runs)
   example = command("danhar", overrides(args, "danhar", args.seed_list[0], epochs or 1),
                     cell_dir(args, "danhar", args.seed_list[0]))
@@ -403,14 +471,18 @@ def report(args) -> None:
   png = os.path.join(args.out_dir, f"{args.name}_curves.png")
   if summary:
     figure(png, summary)
-  found = findings(summary, subjects)
+  found = findings(summary, subjects) + paired_findings(paired, summary, subjects)
   out = {"command": "python benchmarks/recipe_comparison.py " + " ".join(
              a.replace(args.manual_dir, "<wisdm_2019 folder>") for a in sys.argv[1:]),
          "cell_command_example": printable(example, args), "conditions": cond,
          "plan": the_plan, "not_run": [t for t in not_run_text if t], "missing": missing,
          "params": params, "cells": {c: {str(k): v for k, v in r.items()}
                                      for c, r in summary.items()},
-         "per_subject_last": subjects, "findings": found}
+         "per_subject_last": subjects, "per_subject_last_std": subject_std,
+         "paired_differences": paired,
+         "reused": {c: sorted(k for k, r in v.items() if r.get("reused"))
+                    for c, v in summary.items() if any(r.get("reused") for r in v.values())},
+         "previous_conditions": previous.get("conditions"), "findings": found}
   with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
     json.dump(out, f, indent=1)
   text = markdown(args, out, summary, subjects, png)
@@ -448,6 +520,13 @@ def markdown(args, out: dict, summary: dict, subjects: dict, png: str) -> str:
        f"budget (measured times × {p['margin']})." if p.get("estimated_minutes") else
        "- Plan: epochs fixed by the command line."),
       "- Not run: " + "; ".join(out["not_run"]) + ".", ""]
+  if out.get("reused"):
+    prev = out.get("previous_conditions") or {}
+    lines[-1:-1] = [
+        "- Reused from an earlier report (`--previous`), not rerun: " + "; ".join(
+            f"{c} seed(s) {', '.join(map(str, v))}" for c, v in out["reused"].items())
+        + f" (run {prev.get('started')} to {prev.get('finished')}, jax {prev.get('jax')}, "
+        "at an earlier commit of this code)."]
   if out["missing"]:
     lines += [f"**No evaluation yet for: {', '.join(out['missing'])}.**", ""]
   lines += ["## Results", "",
@@ -474,8 +553,22 @@ def markdown(args, out: dict, summary: dict, subjects: dict, png: str) -> str:
     lines += ["", "### Accuracy per test subject, latest checkpoint", "",
               "| cell | " + " | ".join(f"{s} ({windows[s]['windows']} windows)" for s in subs)
               + " |", "|---" * (len(subs) + 1) + "|"]
+    sd = out.get("per_subject_last_std", {})
     for cell, accs in subjects.items():
-      lines.append(f"| {cell} | " + " | ".join(f"{100 * accs[s]:.2f}" for s in subs) + " |")
+      lines.append(f"| {cell} | " + " | ".join(
+          f"{100 * accs[s]:.2f}" + (f" ± {100 * sd[cell][s]:.2f}" if sd.get(cell, {}).get(s)
+                                    else "") for s in subs) + " |")
+  for other, by_key in out.get("paired_differences", {}).items():
+    seeds = list(by_key["last_accuracy"])
+    if len(seeds) < 2:
+      continue
+    lines += ["", f"### Paired by seed: DanHAR minus {other}, points", "",
+              "| metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |",
+              "|---" * (len(seeds) + 2) + "|"]
+    for key, what in PAIRED_KEYS:
+      d = [by_key[key][s] for s in seeds]
+      lines.append(f"| {what} | " + " | ".join(f"{v:+.2f}" for v in d)
+                   + f" | {np.mean(d):+.2f} ± {np.std(d, ddof=1):.2f} |")
   lines += ["", "### Learning curves", "", f"![test error per epoch]({os.path.basename(png)})",
             "", "## What it shows", "", *out["findings"], ""]
   return "\n".join(lines)
