@@ -111,6 +111,8 @@ _QUIET_CORES = flags.DEFINE_float("quiet_cores", 0.25, "CPU cores other processe
 _QUIET_WAIT = flags.DEFINE_integer("quiet_wait", 0, "Before timing each setting, wait up to this "
                                    "many seconds for other processes to go quiet (CPU).")
 _JSON = flags.DEFINE_string("json", "", "Write the rows here as a JSON list.")
+_TRAINER = flags.DEFINE_boolean("trainer", False, "Also time the `trainer` contender, the loop "
+                                "users run (benchmarks/trainer_bench.py), per config and batch.")
 _KEEP_FREED_MEMORY = flags.DEFINE_boolean(
     "keep_freed_memory", True, "Keep host memory freed by one step for the next "
     "(danhar_jax/host_memory.py), as main.py does. --nokeep_freed_memory shows glibc's default.")
@@ -640,6 +642,11 @@ def main(argv):
           print_rows(new)
           rows.extend(dict(row, versions=info) for row in new)
           write_json(rows)  # after every setting, so a run cut short keeps what it measured
+  if _TRAINER.value:
+    from benchmarks import trainer_bench  # pylint: disable=g-import-not-at-top
+    for batch in map(int, _BATCH_SIZES.value):
+      rows.extend(dict(r, versions=info) for r in trainer_bench.rows(configs, batch))
+    write_json(rows)
   print("\nAll rows:")
   print_rows(rows)
   pipe = [r for r in rows if r.get("pipeline_over_train") and r["dataset"] == "pamap2"]

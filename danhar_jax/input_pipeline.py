@@ -15,6 +15,7 @@ access into the array_record files; for the test split, its fixed slice of every
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import os
@@ -196,9 +197,15 @@ def test_subject_mask(subjects: np.ndarray, test_subjects: str) -> np.ndarray:
   return np.isin(subjects, sorted(wanted))
 
 
+@functools.lru_cache(maxsize=2)
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-  """The shuffled order of one epoch: a pure function of (seed, epoch)."""
-  return np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
+  """The shuffled order of one epoch: a pure function of (seed, epoch), read-only.
+
+  Cached, so that it is computed once per epoch and not at every step: the permutation costs
+  O(split) and would make each step's host work grow with the size of the split."""
+  order = np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
+  order.flags.writeable = False
+  return order
 
 
 def train_indices(seed: int, epoch: int, step_in_epoch: int, num_examples: int,
