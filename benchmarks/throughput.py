@@ -64,6 +64,7 @@ from danhar_jax import models
 from danhar_jax import parallel
 from danhar_jax import summary
 from danhar_jax import train
+import peaks  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
 
@@ -179,21 +180,7 @@ def numerics(config) -> list[tuple[str, str]]:
   return pairs
 
 
-# Dense datasheet rates per chip, in TFLOP/s, for MFU against the vendor's peak (the H200's
-# arithmetic is the H100 SXM's). Keys are substrings of jax's device_kind.
-DATASHEET_TFLOPS = {"H200": {"bfloat16": 989.4, "tf32": 494.7, "float32": 66.9},
-                    "H100": {"bfloat16": 989.4, "tf32": 494.7, "float32": 66.9},
-                    "A100": {"bfloat16": 312.0, "tf32": 156.0, "float32": 19.5}}
-
-
-def datasheet_tflops(device_kind: str, dtype: str, precision: str) -> float | None:
-  """The vendor's dense peak for this numerics on this chip, or None if not in the table."""
-  for chip, rates in DATASHEET_TFLOPS.items():
-    if chip in device_kind:
-      if dtype == "bfloat16":
-        return rates["bfloat16"]
-      return rates["float32" if precision == "highest" else "tf32"]
-  return None
+datasheet_tflops = peaks.datasheet_tflops
 
 
 def is_oom(error: BaseException | str) -> bool:
@@ -399,8 +386,11 @@ def torch_runs(config, batch: int, compile_: bool) -> tuple[dict, dict]:
   for peer in ("torch_eager",) + (("torch_compile",) if compile_ else ()):
     torch.manual_seed(0)
     model = torch_reference.build(config, device)
-    train_step, eval_step = torch_reference.make_steps(model, config, batch, device,
-                                                       compile_=peer == "torch_compile")
+    if peer == "torch_eager":  # the authors' style
+      train_step, eval_step = torch_reference.make_steps(model, config, batch, device)
+    else:
+      train_step, eval_step, _ = torch_reference.tuned_steps(
+          model, config, batch, device, compile_mode="max-autotune-no-cudagraphs")
     bound = peer == "torch_compile"
     runs[f"{peer}/train"] = repeat(train_step, device, bound)
     runs[f"{peer}/eval"] = repeat(eval_step, device, bound)
@@ -421,7 +411,7 @@ def repeat(step, device: str, bounded: bool):
     first[0] = False
     for _ in range(n):
       step()
-    torch_reference._sync(device)  # pylint: disable=protected-access
+    torch_reference.sync(device)
 
   return run
 

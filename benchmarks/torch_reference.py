@@ -84,6 +84,7 @@ class DanHAR(nn.Module):
     t, s = config.input_shape
     self.time_as_channels = m.time_as_channels
     self.logit_standardization = m.logit_standardization
+    self.channels_last = False   # set by `tune`
     cin, length = (t, s) if m.time_as_channels else (1, t)
     blocks = []
     for features, stride in zip(m.widths, m.strides):
@@ -98,6 +99,8 @@ class DanHAR(nn.Module):
     """`[N, time, sensors]` windows → `[N, classes]` logits."""
     # The authors' layouts: (N, 1, T, S), or OPPORTUNITY's (N, T, S, 1) with time as channels.
     x = windows[..., None] if self.time_as_channels else windows[:, None]
+    if self.channels_last:
+      x = x.contiguous(memory_format=torch.channels_last)
     logits = self.fc(torch.flatten(self.blocks(x), 1))
     if self.logit_standardization:  # the authors' per-forward `nn.LayerNorm(x.size())`
       logits = F.layer_norm(logits, logits.shape)
@@ -163,43 +166,148 @@ def load_jax_variables(model: DanHAR, variables) -> DanHAR:
   return model
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
+  """Waits for the device; the runners call it once per repeat, never inside a step."""
   if device.startswith("cuda"):
     torch.cuda.synchronize()
 
 
-def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu", compile_=False):
-  """(train_step, eval_step) closures on one fixed random batch already on `device`."""
+def fixed_batch(config, batch_size: int, device: str):
   t, s = config.input_shape
   g = torch.Generator().manual_seed(0)
   x = torch.randn(batch_size, t, s, generator=g).to(device)
   y = torch.randint(0, config.num_classes, (batch_size,), generator=g).to(device)
+  return x, y
+
+
+def autocast_for(config, device: str):
+  """bfloat16 autocast when the config computes in bfloat16, as JAX's bf16 with f32 params."""
+  enabled = config.model.dtype == "bfloat16"
+  return lambda: torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                                enabled=enabled)
+
+
+def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu"):
+  """The authors'-style eager peer: (train_step, eval_step) on one fixed batch on `device`.
+
+  Default Adam (foreach), NCHW, no cuDNN autotuning: the way the authors' code trains.
+  """
+  x, y = fixed_batch(config, batch_size, device)
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                weight_decay=config.weight_decay)
   loss_fn = nn.CrossEntropyLoss()
-  fwd = torch.compile(model) if compile_ else model
-  use_bf16 = config.model.dtype == "bfloat16"
-  autocast = lambda: torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
-                                    enabled=use_bf16)
+  autocast = autocast_for(config, device)
 
   def train_step():
     model.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast():
-      loss = loss_fn(fwd(x), y)
+      loss = loss_fn(model(x), y)
     loss.backward()
     optimizer.step()
-    _sync(device)
     return loss
 
   def eval_step():
     model.eval()
     with torch.inference_mode(), autocast():
-      out = fwd(x)
-    _sync(device)
-    return out
+      return model(x)
 
   return train_step, eval_step
+
+
+COMPILE_MODES = ("max-autotune-no-cudagraphs", "reduce-overhead")
+
+
+def tune(model: DanHAR, device: str, channels_last: bool) -> DanHAR:
+  """The usual GPU settings on a peer model, in place: cuDNN autotuning and the layout."""
+  if device.startswith("cuda"):
+    torch.backends.cudnn.benchmark = True  # as XLA autotunes its convolutions when compiling
+  model.channels_last = channels_last
+  return model.to(memory_format=torch.channels_last if channels_last
+                  else torch.contiguous_format)
+
+
+def tuned_adam(model: nn.Module, config, device: str, compiled: bool):
+  """(optimizer, how): fused Adam where the device has it; under torch.compile the foreach
+  path, which Inductor fuses itself (capturable on CUDA, so CUDA graphs can hold its step)."""
+  kw = dict(lr=config.learning_rate, weight_decay=config.weight_decay)
+  if compiled:
+    return torch.optim.Adam(model.parameters(), capturable=device.startswith("cuda"),
+                            **kw), "foreach (compiled)"
+  try:
+    return torch.optim.Adam(model.parameters(), fused=True, **kw), "fused"
+  except (RuntimeError, ValueError):  # a device without the fused kernel
+    return torch.optim.Adam(model.parameters(), **kw), "foreach"
+
+
+def tuned_steps(model: DanHAR, config, batch_size: int, device: str = "cpu", *,
+                channels_last: bool = False, compile_mode: str | None = None):
+  """The tuned peer: (train_step, eval_step, info) on one fixed batch on `device`.
+
+  cuDNN autotuning, the given layout, fused Adam, and with `compile_mode` (one of
+  COMPILE_MODES) torch.compile of the whole train step, optimizer included, and of the eval
+  forward. Their first calls compile; the caller bounds and times them apart.
+  """
+  if compile_mode is not None and compile_mode not in COMPILE_MODES:
+    raise ValueError(f"compile_mode {compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
+  tune(model, device, channels_last)
+  x, y = fixed_batch(config, batch_size, device)
+  x = x.contiguous()
+  optimizer, adam = tuned_adam(model, config, device, compile_mode is not None)
+  loss_fn = nn.CrossEntropyLoss()
+  autocast = autocast_for(config, device)
+
+  def train_body():
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+      loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  def eval_body():
+    with torch.no_grad(), autocast():
+      return model(x)
+
+  if compile_mode is not None:
+    train_body = torch.compile(train_body, mode=compile_mode)
+    eval_body = torch.compile(eval_body, mode=compile_mode)
+  graphs = compile_mode == "reduce-overhead" and device.startswith("cuda")
+
+  def train_step():
+    model.train()
+    if graphs:  # a new iteration: the previous step's graph outputs may be overwritten
+      torch.compiler.cudagraph_mark_step_begin()
+    return train_body()
+
+  def eval_step():
+    model.eval()
+    if graphs:
+      torch.compiler.cudagraph_mark_step_begin()
+    return eval_body()
+
+  info = {"torch_adam": adam, "torch_channels_last": channels_last,
+          "torch_cudnn_benchmark": torch.backends.cudnn.benchmark,
+          "torch_compile_mode": compile_mode}
+  return train_step, eval_step, info
+
+
+def faster_layout(config, batch_size: int, device: str, steps: int = 3) -> tuple[bool, dict]:
+  """(channels_last?, {layout: train seconds per step}): both layouts timed on the tuned
+  eager peer, after one warm-up step each."""
+  seconds = {}
+  for channels_last in (False, True):
+    torch.manual_seed(0)
+    train_step, _, _ = tuned_steps(build(config, device), config, batch_size, device,
+                                   channels_last=channels_last)
+    train_step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+      train_step()
+    sync(device)
+    seconds["channels_last" if channels_last else "nchw"] = (time.perf_counter() - start) / steps
+  return seconds["channels_last"] < seconds["nchw"], seconds
 
 
 def time_steps(step, repeats: int, warmup: int) -> tuple[float, list[float]]:

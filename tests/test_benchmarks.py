@@ -86,10 +86,12 @@ def test_torch_peer_trains_and_evaluates(dataset):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("tuned", (False, True), ids=("authors", "tuned"))
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_torch_peer_computes_the_jax_model(dataset):
+def test_torch_peer_computes_the_jax_model(dataset, tuned):
   """With the JAX weights loaded, the peer's training pass (logits, running statistics,
-  gradients) and its evaluation equal the JAX model's: the two time the same function."""
+  gradients) and its evaluation equal the JAX model's: the two time the same function. The
+  tuned peer (channels_last) must compute it too."""
   torch = pytest.importorskip("torch")
   import torch_reference  # pylint: disable=import-outside-toplevel
   config = authors_config(dataset)
@@ -109,6 +111,8 @@ def test_torch_peer_computes_the_jax_model(dataset):
   (_, (logits, updates)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(
       variables["params"])
   peer = torch_reference.load_jax_variables(torch_reference.DanHAR(config), variables).train()
+  if tuned:
+    torch_reference.tune(peer, "cpu", channels_last=True)
   peer_logits = peer(torch.tensor(x))
   torch.nn.functional.cross_entropy(peer_logits, torch.as_tensor(labels)).backward()
   np.testing.assert_allclose(logits, peer_logits.detach().numpy(), rtol=1e-4, atol=1e-4)
