@@ -312,77 +312,76 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   t = Trainer(config, train, test)
   state = create_train_state(config, t.model, t.steps_per_epoch)
   mngr = checkpoints.manager(workdir, config.max_checkpoints_to_keep)
-  writers = writers_lib.Writers(workdir, enabled=jax.process_index() == 0)
-  # The stored config is compared before the state is read; a damaged newest step is set aside.
-  state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0),
-                                     config=config.to_dict(), set_aside=True)
-  writers.forget_after(start)
-  # Best so far over the whole run: a resumed run continues from the records it keeps.
-  best = writers_lib.best_accuracy(
-      [r for r in writers_lib.read_eval_metrics(workdir) if r["step"] <= start])
-  writers.hparams(config.to_dict())
-  profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
-  if start:
-    logging.info("Resumed from the checkpoint at step %d (epoch %d).", start,
-                 start // t.steps_per_epoch)
-  if start >= t.total_steps:
-    logging.info("Already trained for %d steps; nothing to do.", start)
-  pstate = t.par.replicate(state)
-  del state  # donated into the first step: only pstate is valid from here
-  schedule = learning_rate_schedule(config, t.steps_per_epoch)
-  progress = writers_lib.Progress(t.total_steps, start, t.global_batch)
-  train_acc, pending = None, None
-  for step in range(start, t.total_steps):
-    profiler.before(step)
-    pstate, m = t.p_train(pstate, t.train_batch(step))
-    profiler.after(step, m)
-    m = t.par.unreplicate(m)
-    if t.block_each_step:
-      parallel.block(m)
+  with writers_lib.Writers(workdir, enabled=jax.process_index() == 0) as writers:
+    # The stored config is compared before the state is read; a damaged newest step is set aside.
+    state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0),
+                                       config=config.to_dict(), set_aside=True)
+    writers.forget_after(start)
+    # Best so far over the whole run: a resumed run continues from the records it keeps.
+    best = writers_lib.best_accuracy(
+        [r for r in writers_lib.read_eval_metrics(workdir) if r["step"] <= start])
+    writers.hparams(config.to_dict())
+    profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
+    if start:
+      logging.info("Resumed from the checkpoint at step %d (epoch %d).", start,
+                   start // t.steps_per_epoch)
+    if start >= t.total_steps:
+      logging.info("Already trained for %d steps; nothing to do.", start)
+    pstate = t.par.replicate(state)
+    del state  # donated into the first step: only pstate is valid from here
+    schedule = learning_rate_schedule(config, t.steps_per_epoch)
+    progress = writers_lib.Progress(t.total_steps, start, t.global_batch)
+    train_acc, pending = None, None
+    for step in range(start, t.total_steps):
+      profiler.before(step)
+      pstate, m = t.p_train(pstate, t.train_batch(step))
+      profiler.after(step, m)
+      m = t.par.unreplicate(m)
+      if t.block_each_step:
+        parallel.block(m)
+      if pending is not None:
+        check_finite(*pending)
+      pending = (step + 1, m.loss.total)
+      train_acc = m if train_acc is None else train_acc.merge(m)
+      done = step + 1
+      epoch_done = done % t.steps_per_epoch == 0
+      if done % config.log_every_steps == 0 or epoch_done:
+        check_finite(*pending)
+        values = {f"train_{k}": float(v) for k, v in train_acc.compute().items()}
+        values["learning_rate"] = float(schedule(step))
+        writers.scalars(done, values)
+        logging.info("[epoch %d, step %d/%d] loss %.4f, accuracy %.4f, lr %.2e | %s",
+                     (done - 1) // t.steps_per_epoch + 1, done, t.total_steps,
+                     values["train_loss"], values["train_accuracy"], values["learning_rate"],
+                     progress.line(done))
+        last_train, train_acc = values, None
+      if epoch_done:
+        epoch = done // t.steps_per_epoch
+        started = time.perf_counter()
+        result = t.evaluate(pstate)
+        if best is None or result["accuracy"] > best[0]:
+          best = (result["accuracy"], epoch)
+        record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
+            "accuracy", "macro_f1", "weighted_f1", "loss")},
+                  "best_accuracy": best[0], "best_epoch": best[1], **last_train,
+                  **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
+                  "eval_seconds": round(time.perf_counter() - started, 3),
+                  "confusion": result["confusion"]}
+        writers.eval_record(record)
+        writers.scalars(done, {f"test_{k}": result[k] for k in (
+            "accuracy", "macro_f1", "weighted_f1", "loss")})
+        logging.info("[epoch %d] test accuracy %.4f, macro-F1 %.4f, weighted-F1 %.4f, loss %.4f",
+                     epoch, result["accuracy"], result["macro_f1"], result["weighted_f1"],
+                     result["loss"])
+      if epoch_done or (config.checkpoint_every_steps
+                        and done % config.checkpoint_every_steps == 0):
+        # With what 'auto' resolved to on this backend, so a run says how it was computed.
+        checkpoints.save(mngr, done, jax.device_get(t.par.unreplicate(pstate)),
+                         {**config.to_dict(), "resolved": t.resolved}, t.pipeline_position(done))
+    profiler.stop()
     if pending is not None:
       check_finite(*pending)
-    pending = (step + 1, m.loss.total)
-    train_acc = m if train_acc is None else train_acc.merge(m)
-    done = step + 1
-    epoch_done = done % t.steps_per_epoch == 0
-    if done % config.log_every_steps == 0 or epoch_done:
-      check_finite(*pending)
-      values = {f"train_{k}": float(v) for k, v in train_acc.compute().items()}
-      values["learning_rate"] = float(schedule(step))
-      writers.scalars(done, values)
-      logging.info("[epoch %d, step %d/%d] loss %.4f, accuracy %.4f, lr %.2e | %s",
-                   (done - 1) // t.steps_per_epoch + 1, done, t.total_steps,
-                   values["train_loss"], values["train_accuracy"], values["learning_rate"],
-                   progress.line(done))
-      last_train, train_acc = values, None
-    if epoch_done:
-      epoch = done // t.steps_per_epoch
-      started = time.perf_counter()
-      result = t.evaluate(pstate)
-      if best is None or result["accuracy"] > best[0]:
-        best = (result["accuracy"], epoch)
-      record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
-          "accuracy", "macro_f1", "weighted_f1", "loss")},
-                "best_accuracy": best[0], "best_epoch": best[1], **last_train,
-                **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
-                "eval_seconds": round(time.perf_counter() - started, 3),
-                "confusion": result["confusion"]}
-      writers.eval_record(record)
-      writers.scalars(done, {f"test_{k}": result[k] for k in (
-          "accuracy", "macro_f1", "weighted_f1", "loss")})
-      logging.info("[epoch %d] test accuracy %.4f, macro-F1 %.4f, weighted-F1 %.4f, loss %.4f",
-                   epoch, result["accuracy"], result["macro_f1"], result["weighted_f1"],
-                   result["loss"])
-    if epoch_done or (config.checkpoint_every_steps
-                      and done % config.checkpoint_every_steps == 0):
-      # With what 'auto' resolved to on this backend, so a run says how it was computed.
-      checkpoints.save(mngr, done, jax.device_get(t.par.unreplicate(pstate)),
-                       {**config.to_dict(), "resolved": t.resolved}, t.pipeline_position(done))
-  profiler.stop()
-  if pending is not None:
-    check_finite(*pending)
-  checkpoints.finish(mngr)
-  writers.close()
+    checkpoints.finish(mngr)
   return jax.device_get(t.par.unreplicate(pstate))
 
 

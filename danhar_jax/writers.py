@@ -117,8 +117,23 @@ class Writers:
 
   def close(self) -> None:
     if self._tb:
-      self._tb.close()  # drains the thread's queue and flushes
+      tb, self._tb = self._tb, None
+      tb.close()  # drains the thread's queue and flushes
       self._check_events()
+
+  def __enter__(self) -> Writers:
+    return self
+
+  def __exit__(self, kind, *_) -> None:
+    # Closed on every exit: an open writer's atexit hook starts a thread, which Python 3.12+
+    # refuses at shutdown, printing a traceback under the run's one-line error.
+    if kind is None:
+      self.close()
+      return
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except  (the error in flight is the one to report)
+      pass
 
 
 def read_eval_metrics(workdir: str) -> list[dict]:
