@@ -119,6 +119,16 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
+def serialization_version(data: bytes) -> int | None:
+  """The jax.export serialization version a StableHLO file was written with: each jax reads
+  only a window of them, so a card that records it says when the file needs writing again."""
+  try:  # jax has no public reader of the version; None where its private one moves
+    from jax._src.export import serialization_generated  # pylint: disable=import-outside-toplevel
+    return int(serialization_generated.Exported.GetRootAsExported(data).SerializationVersion())
+  except (ImportError, AttributeError):
+    return None
+
+
 def write_stablehlo(t: trained_lib.Trained, folder: str) -> dict:
   """Writes model.stablehlo and reference.npz into `folder`; returns the card's "files" entry."""
   os.makedirs(folder, exist_ok=True)
@@ -131,11 +141,14 @@ def write_stablehlo(t: trained_lib.Trained, folder: str) -> dict:
     logging.warning("export: the deserialised module's logits differ from jit's by up to %.3g.",
                     float(np.max(np.abs(replayed - logits))))
   hlo_path = os.path.join(folder, "model.stablehlo")
-  _write_bytes(hlo_path, exported.serialize())
+  data = exported.serialize()
+  _write_bytes(hlo_path, data)
   np.savez(os.path.join(folder, "reference.npz"), windows=x, logits=replayed)
   return {"stablehlo": {"path": "model.stablehlo", "sha256": _sha256(hlo_path),
                         "platforms": list(exported.platforms),
-                        "input": "float32[b, time, sensors], any b >= 1"},
+                        "input": "float32[b, time, sensors], any b >= 1",
+                        "serialization_version": serialization_version(data),
+                        "calling_convention_version": exported.calling_convention_version},
           "reference": {"path": "reference.npz"}}
 
 

@@ -74,6 +74,19 @@ def test_the_shipped_pretrained_stablehlo_replays_with_only_jax():
   assert "replayed (37, 18)" in replay(folder, atol=1e-5)
 
 
+def test_this_jax_loads_the_shipped_stablehlo_and_its_card_records_the_versions():
+  """Fast, so that every CI leg tells whether its jax still reads the shipped file."""
+  folder = ROOT / "pretrained" / "wisdm2019"
+  card = json.loads((folder / "model_card.json").read_text())["files"]["stablehlo"]
+  data = (folder / "model.stablehlo").read_bytes()
+  exported = jax.export.deserialize(bytearray(data))
+  assert card["serialization_version"] == export.serialization_version(data)
+  assert card["calling_convention_version"] == exported.calling_convention_version
+  ref = np.load(folder / "reference.npz")
+  logits = np.asarray(exported.call(ref["windows"][:2]))
+  np.testing.assert_allclose(logits, ref["logits"][:2], rtol=0, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_the_shipped_stablehlo_is_the_shipped_variables():
   ref = np.load(ROOT / "pretrained" / "wisdm2019" / "reference.npz")
