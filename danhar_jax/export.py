@@ -21,6 +21,7 @@ import logging
 import os
 
 import jax
+import jax.export  # older jax does not load it with `import jax`
 import numpy as np
 
 from danhar_jax import predict

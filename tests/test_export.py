@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import jax
+import jax.export  # older jax does not load it with `import jax`
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ REPLAY = r"""
 import sys
 import numpy as np
 import jax
+import jax.export  # older jax does not load it with `import jax`
 exported = jax.export.deserialize(open(sys.argv[1] + "/model.stablehlo", "rb").read())
 ref = np.load(sys.argv[1] + "/reference.npz")
 logits = np.asarray(exported.call(ref["windows"]))
