@@ -95,6 +95,9 @@ def figure(path: str, per_seed: dict, baselines: dict) -> None:
   for i, (key, label, color, alpha) in enumerate(bars):
     ax.bar(x + (i - 1.5) * width, [per_seed[s][key] for s in seeds], width, label=label,
            color=color, alpha=alpha)
+  for xi, s in zip(x, seeds):  # a score near zero has no visible bar: print every block-1 value
+    v = per_seed[s]["loc_pointing_block1"]
+    ax.text(xi - 1.5 * width, v + 0.01, f"{v:.3f}", ha="center", fontsize=7)
   ax.axhline(THRESHOLD, color="black", ls="--", lw=1, label=f"registered threshold {THRESHOLD}")
   ax.axhline(baselines["random"], color="gray", ls=":", lw=1.2,
              label=f"random true-length box {baselines['random']:.3f}")
