@@ -6,14 +6,12 @@ from tests.conftest import ROOT
 
 
 def test_ci_runs_the_readme_commands_verbatim():
-  """Its first leg runs them in the provided environment, its second in a fresh venv on the
-  newest Python; the third installs the oldest bounds with the same set-up command."""
+  """.ci/run runs the README's set-up and test commands, and nothing else that installs."""
   readme = (ROOT / "README.md").read_text()
   ci = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()
-        if l.strip().startswith(("pip install -e", "pip install -c", "pytest"))]
+        if l.strip().startswith(("pip install", "pytest"))]
   setup, test = "pip install -e '.[test]'", "pytest"
-  assert ci == [setup, test, setup, test, "pip install -c .ci/oldest.txt -e '.[test]'",
-                'pytest -m "not slow"'], ci
+  assert ci == [setup, test], ci
   for command in (setup, test):
     assert f"```bash\n{command}\n```" in readme, command
 
