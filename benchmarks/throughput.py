@@ -65,6 +65,7 @@ from danhar_jax import parallel
 from danhar_jax import summary
 from danhar_jax import train
 import peaks  # pylint: disable=g-import-not-at-top,wrong-import-order
+import trainer_bench  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
 
@@ -633,7 +634,6 @@ def main(argv):
           rows.extend(dict(row, versions=info) for row in new)
           write_json(rows)  # after every setting, so a run cut short keeps what it measured
   if _TRAINER.value:
-    from benchmarks import trainer_bench  # pylint: disable=g-import-not-at-top
     for batch in map(int, _BATCH_SIZES.value):
       rows.extend(dict(r, versions=info) for r in trainer_bench.rows(configs, batch))
     write_json(rows)

@@ -187,6 +187,21 @@ def autocast_for(config, device: str):
                                 enabled=enabled)
 
 
+def update_on(model: nn.Module, optimizer, x, y, autocast):
+  """One Adam update of `model` on (x, y), as both peers train; returns the loss."""
+  loss_fn = nn.CrossEntropyLoss()
+
+  def update():
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+      loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  return update
+
+
 def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu"):
   """The authors'-style eager peer: (train_step, eval_step) on one fixed batch on `device`.
 
@@ -195,17 +210,12 @@ def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu"):
   x, y = fixed_batch(config, batch_size, device)
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                weight_decay=config.weight_decay)
-  loss_fn = nn.CrossEntropyLoss()
   autocast = autocast_for(config, device)
+  update = update_on(model, optimizer, x, y, autocast)
 
   def train_step():
     model.train()
-    optimizer.zero_grad(set_to_none=True)
-    with autocast():
-      loss = loss_fn(model(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss
+    return update()
 
   def eval_step():
     model.eval()
@@ -254,16 +264,8 @@ def tuned_steps(model: DanHAR, config, batch_size: int, device: str = "cpu", *,
   x, y = fixed_batch(config, batch_size, device)
   x = x.contiguous()
   optimizer, adam = tuned_adam(model, config, device, compile_mode is not None)
-  loss_fn = nn.CrossEntropyLoss()
   autocast = autocast_for(config, device)
-
-  def train_body():
-    optimizer.zero_grad(set_to_none=True)
-    with autocast():
-      loss = loss_fn(model(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss
+  train_body = update_on(model, optimizer, x, y, autocast)
 
   def eval_body():
     with torch.no_grad(), autocast():
