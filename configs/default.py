@@ -106,7 +106,13 @@ def get_config():
   # Running.
   config.parallelism = "pmap"                  # 'pmap' | 'shard_map' (the same per-device step)
   config.log_every_steps = 20
-  config.checkpoint_every_steps = 0            # 0: checkpoint at the end of every epoch only
+  # Train steps per device call (one lax loop gathers and runs them); 0: auto, per backend
+  # (train.STEPS_PER_CALL). Any value computes the same steps, bit for bit.
+  config.steps_per_call = 0
+  config.checkpoint_every_steps = 0            # N > 0: also checkpoint every N steps
+  # Epoch ends checkpoint once this many seconds have passed since the last save (0: every
+  # epoch); the last step always does. A kill loses at most about this much training.
+  config.checkpoint_every_seconds = 60.0
   config.max_checkpoints_to_keep = 2
   # N > 0: a jax.profiler trace of N train steps (after the first, which compiles) in
   # <workdir>/tensorboard/plugins/profile, for TensorBoard's profile tab or Perfetto.
@@ -149,4 +155,5 @@ def finalize(config, arg, settings, options=None):
     config.num_epochs = 2
     config.steps_per_epoch = 3
     config.log_every_steps = 1
+    config.checkpoint_every_seconds = 0.0
   return config

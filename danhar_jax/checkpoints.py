@@ -24,14 +24,15 @@ from jax.experimental import multihost_utils
 from danhar_jax import disk
 
 # Config fields that may change when a run resumes: how long it runs, how often it logs and
-# checkpoints, where the prepared data lives, and how steps are computed (numerics only, as
-# conv_impl). Any other difference changes the state's structure or values, or the data and its
-# order, so a resumed run would silently mix two runs. Bit-identical resumes need the same
-# parallelism, matmul_precision and devices too.
+# checkpoints, how many steps one device call runs, where the prepared data lives, and how steps
+# are computed (numerics only, as conv_impl). Any other difference changes the state's structure
+# or values, or the data and its order, so a resumed run would silently mix two runs.
+# Bit-identical resumes need the same parallelism, matmul_precision and devices too.
 RESUMABLE_FIELDS = (
-    "num_epochs", "log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
-    "profile_steps", "eval_batch_size", "evaluators", "parallelism", "matmul_precision",
-    "data_dir", "manual_dir", "model.conv_impl")
+    "num_epochs", "log_every_steps", "checkpoint_every_steps", "checkpoint_every_seconds",
+    "max_checkpoints_to_keep", "profile_steps", "steps_per_call", "eval_batch_size",
+    "evaluators", "parallelism", "matmul_precision", "data_dir", "manual_dir",
+    "model.conv_impl")
 # Evaluating a checkpoint (--mode=eval, figures) may also differ in how it was trained and in
 # the compute dtype; the model, the data and the test subjects must be the stored ones.
 EVAL_MAY_DIFFER = RESUMABLE_FIELDS + (

@@ -27,6 +27,11 @@ def validate(config) -> None:
                      ("num_classes", 2)):
     _integer(config, field, low)
   _integer(config, "seed", 0, MAX_SEED)
+  if config.get("steps_per_call") is not None:
+    _integer(config, "steps_per_call", 0, allowed="0 (auto, per backend) or an integer >= 1")
+  if config.get("checkpoint_every_seconds") is not None:
+    _number(config, "checkpoint_every_seconds", lambda v: v >= 0,
+            "a finite number of seconds >= 0 (0: every epoch end)")
   if config.get("profile_steps") is not None:
     _integer(config, "profile_steps", 0)
   if config.steps_per_epoch != -1:

@@ -290,6 +290,14 @@ class ProcessRows:
     return train_indices(self.seed, epoch, step_in_epoch, self.n_train, self.global_batch,
                          self.num_processes, self.process_index)
 
+  def train_epoch(self, epoch: int) -> np.ndarray:
+    """This process's rows of every batch of `epoch`: `[steps_per_epoch, its batch]`, row s
+    being `train_batch(epoch, s)`."""
+    order = epoch_order(self.seed, epoch, self.n_train)
+    batches = order[:self.steps_per_epoch * self.global_batch].reshape(self.steps_per_epoch, -1)
+    per_process = self.global_batch // self.num_processes
+    return batches[:, self.process_index * per_process:(self.process_index + 1) * per_process]
+
   def eval_batches(self):
     """(rows, mask) of this process's part of every eval batch."""
     return eval_batches(self.n_test, self.eval_batch, self.num_processes, self.process_index)

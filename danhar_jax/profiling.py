@@ -23,6 +23,11 @@ class StepProfiler:
     # Only process 0 writes, as for the other TensorBoard files.
     self.enabled = self.num_steps > 0 and jax.process_index() == 0
 
+  @property
+  def stops(self) -> tuple[int, ...]:
+    """The steps where a block of train steps must end, so the trace covers whole steps."""
+    return (self.first, self.first + self.num_steps) if self.enabled else ()
+
   def before(self, step: int) -> None:
     if self.enabled and step == self.first and not self.active:
       jax.profiler.start_trace(self.logdir)

@@ -151,8 +151,57 @@ def eval_step(state: TrainState, batch):
       labels=batch["label"], mask=batch["mask"], **by_subject)
 
 
+def train_steps(step_fn, state, tally, data, order, where):
+  """Up to a block of train steps in one device call, each gathering its own batch on the device.
+
+  `order` is the epoch's batches as positions in the device-resident split `data`
+  ([steps_per_epoch, batch]); `where` = (first step in the epoch, steps to run, global index of
+  the first step). The trip count is traced, so one compile serves every block length, and each
+  step computes exactly what one call of `step_fn` would: K changes how steps are grouped, not
+  what they compute. `tally` sums the metrics on the device and keeps the 1-based index and loss
+  of the first step whose loss was not finite (-1 while there is none).
+  """
+  start, n, first = where[0], where[1], where[2]
+
+  def body(i, carry):
+    state, tally = carry
+    state, m = step_fn(state, gather(data, order[start + i]))
+    new_bad = (tally["bad_step"] < 0) & ~jnp.isfinite(m.loss.total)
+    return state, {"metrics": tally["metrics"].merge(m),
+                   "bad_step": jnp.where(new_bad, first + i + 1, tally["bad_step"]),
+                   "bad_loss": jnp.where(new_bad, m.loss.total, tally["bad_loss"])}
+
+  return jax.lax.fori_loop(0, n, body, (state, tally))
+
+
+def empty_tally():
+  return {"metrics": metrics_lib.TrainMetrics.empty(), "bad_step": jnp.int32(-1),
+          "bad_loss": jnp.float32(0)}
+
+
+def eval_steps(step_fn, state, data, batches):
+  """Every eval batch in one device call: `batches` holds their positions in the device-resident
+  test split and their padding masks ([eval batches, batch] each); the metrics merge in order."""
+  def one(i):
+    return step_fn(state, {**gather(data, batches["positions"][i]), "mask": batches["mask"][i]})
+
+  return jax.lax.fori_loop(1, batches["positions"].shape[0], lambda i, acc: acc.merge(one(i)),
+                           one(0))
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop.
+
+# What config.steps_per_call=0 resolves to per backend (benchmarks/README.md, "trainer"); a
+# block also ends at every log step, epoch end and checkpoint step.
+STEPS_PER_CALL = {"cpu": 32, "gpu": 32, "tpu": 32}
+
+
+def resolve_steps_per_call(value, backend: str) -> int:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    raise ValueError(f"config.steps_per_call={value!r} is not allowed: expected 0 (auto: "
+                     "picked per backend) or an integer >= 1, the train steps per device call.")
+  return value or STEPS_PER_CALL.get(backend, 1)
 
 
 def check_workdir(workdir: str) -> None:
@@ -196,11 +245,15 @@ class Trainer:
       raise ValueError(f"config.evaluators {unknown} are not among {', '.join(EVALUATORS)}.")
     self.model = models.create_model(config, bn_axis_name=AXIS)
     precision = config.get("matmul_precision", "default")
+    self.steps_per_call = resolve_steps_per_call(config.get("steps_per_call", 0),
+                                                 jax.default_backend())
     self.resolved = {"conv_impl": self.model.conv_impl, "backend": jax.default_backend(),
-                     "matmul_precision": precision}
-    logging.info("Model: %s/%s, %s, conv_impl %s (config: %s), matmul precision %s.",
+                     "matmul_precision": precision, "steps_per_call": self.steps_per_call}
+    logging.info("Model: %s/%s, %s, conv_impl %s (config: %s), matmul precision %s; up to %d "
+                 "train steps per device call (config.steps_per_call: %s).",
                  config.model.backbone, config.model.attention, config.model.dtype,
-                 self.model.conv_impl, config.model.conv_impl, precision)
+                 self.model.conv_impl, config.model.conv_impl, precision, self.steps_per_call,
+                 config.get("steps_per_call", 0))
     logging.info("Devices: %d (%d per process, %d processes, %s); global batch %d, per-device "
                  "batch %d; %d steps/epoch over %d train windows (%d sit out each epoch, a "
                  "different random set each time); %d test windows.",
@@ -235,6 +288,20 @@ class Trainer:
                                 donate_argnums=(0,))
     self.p_eval = self.par.map(with_matmul_precision(eval_step, precision),
                                in_replicated=(True, False), out_replicated=True)
+    self.p_train_steps = self.par.map(
+        functools.partial(train_steps, with_matmul_precision(train_step, precision)),
+        in_replicated=(True, True, True, False, True), out_replicated=(True, True),
+        donate_argnums=(0,))
+    self.p_eval_steps = self.par.map(
+        functools.partial(eval_steps, with_matmul_precision(eval_step, precision)),
+        in_replicated=(True, True, False), out_replicated=True)
+    # The eval batches never change: their positions and masks go to the devices once.
+    positions, masks = zip(*[(input_pipeline.positions(self.test_rows, rows), mask)
+                             for rows, mask in self.rows.eval_batches()])
+    self.eval_batches = {"positions": self.per_device(np.stack(positions)),
+                         "mask": self.per_device(np.stack(masks))}
+    self.empty_tally = self.par.replicate(empty_tally())
+    self.order_epoch, self.order = None, None
     # Queued shard_map steps can deadlock XLA:CPU's collectives: block every step there.
     self.block_each_step = (config.parallelism == "shard_map"
                             and jax.devices()[0].platform == "cpu")
@@ -253,6 +320,40 @@ class Trainer:
       logging.info("Process %d/%d holds its shard of epoch %d: %d of %d train windows.",
                    jax.process_index(), n_proc, epoch + 1, len(rows), self.n_train)
 
+  def per_device(self, a: np.ndarray):
+    """[steps, this process's batch] → each device's [steps, its part of the batch]."""
+    n = jax.local_device_count()
+    return self.par.shard(a.reshape(a.shape[0], n, -1).swapaxes(0, 1))
+
+  def epoch_order(self, epoch: int):
+    """The positions of every batch of `epoch` in the held train split, on the devices: one
+    transfer per epoch, from which each step gathers its own batch."""
+    if self.order_epoch != epoch:
+      self.hold_train(epoch)
+      rows = self.rows.train_epoch(epoch)
+      self.order = None
+      self.order = self.per_device(input_pipeline.positions(self.train_rows, rows))
+      self.order_epoch = epoch
+    return self.order
+
+  def block_end(self, step: int, stops=()) -> int:
+    """Where the block of train steps starting at `step` ends: after steps_per_call steps, or
+    at the next log step, epoch end, checkpoint step or member of `stops`, whichever is first."""
+    c = self.config
+    ends = [step + self.steps_per_call, self.total_steps,
+            (step // self.steps_per_epoch + 1) * self.steps_per_epoch,
+            (step // c.log_every_steps + 1) * c.log_every_steps]
+    if c.checkpoint_every_steps:
+      ends.append((step // c.checkpoint_every_steps + 1) * c.checkpoint_every_steps)
+    return min(ends + [s for s in stops if s > step])
+
+  def train_steps(self, pstate, tally, step: int, end: int):
+    """Runs steps [step, end) of the run, all within one epoch, in one device call."""
+    epoch, s = divmod(step, self.steps_per_epoch)
+    order = self.epoch_order(epoch)  # holds the epoch's train rows too
+    where = self.par.replicate(np.array([s, end - step, step], np.int32))
+    return self.p_train_steps(pstate, tally, self.train_data, order, where)
+
   def batch(self, data, positions: np.ndarray):
     local = positions.reshape(jax.local_device_count(), -1)
     return self.p_gather(data, self.par.shard(local))
@@ -264,14 +365,7 @@ class Trainer:
     return self.batch(self.train_data, input_pipeline.positions(self.train_rows, rows))
 
   def evaluate(self, pstate) -> dict:
-    acc = None
-    for rows, mask in self.rows.eval_batches():
-      batch = dict(self.batch(self.test_data, input_pipeline.positions(self.test_rows, rows)))
-      batch["mask"] = self.par.shard(mask.reshape(jax.local_device_count(), -1))
-      m = self.par.unreplicate(self.p_eval(pstate, batch))
-      if self.block_each_step:  # the eval step all-gathers too
-        parallel.block(m)
-      acc = m if acc is None else acc.merge(m)
+    acc = self.par.unreplicate(self.p_eval_steps(pstate, self.test_data, self.eval_batches))
     result = jax.device_get(acc.compute())
     confusion = np.asarray(result["confusion"])
     out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
@@ -331,30 +425,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     del state  # donated into the first step: only pstate is valid from here
     schedule = learning_rate_schedule(config, t.steps_per_epoch)
     progress = writers_lib.Progress(t.total_steps, start, t.global_batch)
-    train_acc, pending = None, None
-    for step in range(start, t.total_steps):
+    saves = SaveCadence(config, t.total_steps)
+
+    def read_log(done, tally):
+      """Writes the train metrics of the log window ending at `done`, after checking it."""
+      tally = t.par.unreplicate(tally)
+      out = jax.device_get({"values": tally["metrics"].compute(),
+                            "bad": (tally["bad_step"], tally["bad_loss"])})
+      check_finite(*out["bad"])
+      values = {f"train_{k}": float(v) for k, v in out["values"].items()}
+      values["learning_rate"] = float(schedule(done - 1))
+      writers.scalars(done, values)
+      logging.info("[epoch %d, step %d/%d] loss %.4f, accuracy %.4f, lr %.2e | %s",
+                   (done - 1) // t.steps_per_epoch + 1, done, t.total_steps,
+                   values["train_loss"], values["train_accuracy"], values["learning_rate"],
+                   progress.line(done))
+      return values
+
+    # The metrics are summed on the device and read once per log step, one block late, so
+    # that the host queues the next block before it waits for them.
+    tally, logged, last_train, step = t.empty_tally, None, None, start
+    while step < t.total_steps:
+      done = t.block_end(step, profiler.stops)
       profiler.before(step)
-      pstate, m = t.p_train(pstate, t.train_batch(step))
-      profiler.after(step, m)
-      m = t.par.unreplicate(m)
+      pstate, tally = t.train_steps(pstate, tally, step, done)
+      profiler.after(done - 1, pstate)
       if t.block_each_step:
-        parallel.block(m)
-      if pending is not None:
-        check_finite(*pending)
-      pending = (step + 1, m.loss.total)
-      train_acc = m if train_acc is None else train_acc.merge(m)
-      done = step + 1
+        parallel.block(tally)
+      if logged is not None:
+        last_train, logged = read_log(*logged), None
       epoch_done = done % t.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or epoch_done:
-        check_finite(*pending)
-        values = {f"train_{k}": float(v) for k, v in train_acc.compute().items()}
-        values["learning_rate"] = float(schedule(step))
-        writers.scalars(done, values)
-        logging.info("[epoch %d, step %d/%d] loss %.4f, accuracy %.4f, lr %.2e | %s",
-                     (done - 1) // t.steps_per_epoch + 1, done, t.total_steps,
-                     values["train_loss"], values["train_accuracy"], values["learning_rate"],
-                     progress.line(done))
-        last_train, train_acc = values, None
+        logged, tally = (done, tally), t.empty_tally
+      step = done
+      save = saves.due(done, epoch_done)
+      if logged is not None and (epoch_done or save):
+        last_train, logged = read_log(*logged), None
+      if save and tally is not t.empty_tally:  # a checkpoint step inside a log window
+        check_finite(*jax.device_get(t.par.unreplicate((tally["bad_step"], tally["bad_loss"]))))
       if epoch_done:
         epoch = done // t.steps_per_epoch
         started = time.perf_counter()
@@ -373,24 +481,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         logging.info("[epoch %d] test accuracy %.4f, macro-F1 %.4f, weighted-F1 %.4f, loss %.4f",
                      epoch, result["accuracy"], result["macro_f1"], result["weighted_f1"],
                      result["loss"])
-      if epoch_done or (config.checkpoint_every_steps
-                        and done % config.checkpoint_every_steps == 0):
+      if save:
         # With what 'auto' resolved to on this backend, so a run says how it was computed.
         checkpoints.save(mngr, done, jax.device_get(t.par.unreplicate(pstate)),
                          {**config.to_dict(), "resolved": t.resolved}, t.pipeline_position(done))
+        saves.saved()
     profiler.stop()
-    if pending is not None:
-      check_finite(*pending)
     checkpoints.finish(mngr)
   return jax.device_get(t.par.unreplicate(pstate))
 
 
-def check_finite(step: int, loss_total) -> None:
-  loss = float(jax.device_get(loss_total))
-  if not np.isfinite(loss):
+def check_finite(bad_step, bad_loss) -> None:
+  """Stops the run at the first step whose loss was not finite (`bad_step` >= 1), if any."""
+  if int(bad_step) >= 0:
     raise NonFiniteLossError(
-        f"The training loss became {loss} at step {step}. Nothing after the last checkpoint was "
-        "saved. Check the input windows for NaN/inf, or lower config.learning_rate.")
+        f"The training loss became {float(bad_loss)} at step {int(bad_step)}. Nothing after the "
+        "last checkpoint was saved. Check the input windows for NaN/inf, or lower "
+        "config.learning_rate.")
+
+
+class SaveCadence:
+  """When to checkpoint: every `checkpoint_every_steps` steps if set, always at the end, and at
+  an epoch end once `checkpoint_every_seconds` have passed since the last save (0: every epoch).
+  A kill loses at most that much training; with several processes, process 0's clock decides."""
+
+  def __init__(self, config, total_steps: int):
+    self.every_steps = config.checkpoint_every_steps
+    self.every_s = config.get("checkpoint_every_seconds", 0)
+    self.total, self.last = total_steps, time.monotonic()
+
+  def due(self, done: int, epoch_done: bool) -> bool:
+    if done == self.total or (self.every_steps and done % self.every_steps == 0):
+      return True
+    if not epoch_done:
+      return False
+    late = time.monotonic() - self.last >= self.every_s
+    if jax.process_count() > 1:
+      late = bool(multihost_utils.broadcast_one_to_all(np.bool_(late)))
+    return late
+
+  def saved(self) -> None:
+    self.last = time.monotonic()
 
 
 def restore_state(config, workdir: str):

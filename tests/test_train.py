@@ -309,3 +309,90 @@ def test_the_train_step_compiles_once():
   finally:
     logging.getLogger("jax").removeHandler(handler)
   assert not [m for m in messages if m.startswith("Compiling")], messages
+
+
+def block_config(steps_per_call, num_epochs=2, **fields):
+  """10 steps per epoch of batch 8, logged every 5: blocks of 1, 4 (not dividing 10) or 16."""
+  config = quick_config(num_epochs)
+  config.batch_size, config.steps_per_epoch, config.log_every_steps = 8, 10, 5
+  config.steps_per_call = steps_per_call
+  config.update(fields)
+  return config
+
+
+class Interrupted(Exception):
+  pass
+
+
+@pytest.mark.slow
+def test_steps_per_call_changes_nothing_bit_for_bit(fake_data, tmp_path, monkeypatch):
+  """K = 1, 4 and 16 group the same steps into device calls differently, and compute the same
+  parameters, BatchNorm statistics and eval records, bit for bit; so does a run stopped at a
+  checkpoint inside a block (step 3 of a K = 16 block 0-5) and resumed with another K."""
+  runs = {k: train.train_and_evaluate(block_config(k), str(tmp_path / f"k{k}"))
+          for k in (1, 4, 16)}
+  save = checkpoints.save
+
+  def save_then_stop(mngr, step, *args):
+    save(mngr, step, *args)
+    if step == 3:
+      raise Interrupted
+
+  monkeypatch.setattr(checkpoints, "save", save_then_stop)
+  with pytest.raises(Interrupted):
+    train.train_and_evaluate(block_config(4, checkpoint_every_steps=3), str(tmp_path / "cut"))
+  monkeypatch.setattr(checkpoints, "save", save)
+  runs["resumed"] = train.train_and_evaluate(block_config(16), str(tmp_path / "cut"))
+  for name, state in runs.items():
+    for a, b in zip(leaves(runs[1]), leaves(state)):
+      np.testing.assert_array_equal(a, b, err_msg=str(name))
+    assert eval_tail(tmp_path / "k1") == eval_tail(
+        tmp_path / ("cut" if name == "resumed" else f"k{name}")), name
+  assert [r["step"] for r in writers.read_eval_metrics(tmp_path / "k16")] == [10, 20]
+  # The cadence: quick configs save every epoch end; the resumed run saved its last step.
+  assert sorted(checkpoints.manager(str(tmp_path / "k4")).all_steps()) == [10, 20]
+
+
+@pytest.mark.slow
+def test_a_nan_inside_a_block_names_its_step_and_saves_nothing_after(monkeypatch, tmp_path):
+  config = block_config(4, num_epochs=1, checkpoint_every_steps=5)
+  data = fake_splits()
+  rows = input_pipeline.ProcessRows(seed=config.seed, n_train=100, n_test=37, global_batch=8,
+                                    eval_batch=256, steps_per_epoch=10)
+  data[0]["signal"][rows.train_epoch(0)[6, 0]] = np.nan  # read first by step 7: in block 5-9
+  monkeypatch.setattr(input_pipeline, "open_splits", lambda config: data)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(train.NonFiniteLossError, match=r"became nan at step 7\b") as raised:
+    train.train_and_evaluate(config, workdir)
+  assert "\n" not in str(raised.value)
+  assert checkpoints.manager(workdir).all_steps() == [5]
+
+
+def test_the_epoch_matrix_is_the_batches_of_every_step():
+  for procs in (1, 2):
+    for p in range(procs):
+      rows = input_pipeline.ProcessRows(seed=3, n_train=101, n_test=9, global_batch=12,
+                                        eval_batch=4, steps_per_epoch=8, num_processes=procs,
+                                        process_index=p)
+      np.testing.assert_array_equal(rows.train_epoch(2), np.stack(
+          [rows.train_batch(2, s) for s in range(8)]))
+
+
+def test_blocks_end_at_log_steps_epoch_ends_checkpoints_and_stops():
+  train_split, test_split, _ = fake_splits()
+  t = train.Trainer(block_config(4, checkpoint_every_steps=7), train_split, test_split)
+  ends, step = [], 0
+  while step < t.total_steps:
+    step = t.block_end(step, stops=(1, 12))
+    ends.append(step)
+  assert ends == [1, 5, 7, 10, 12, 14, 15, 19, 20]
+  assert t.resolved["steps_per_call"] == 4
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "2", True])
+def test_steps_per_call_must_be_zero_or_a_positive_integer(value):
+  with pytest.raises(ValueError, match=r"^config\.steps_per_call=.* is not allowed: expected 0 "
+                     r"\(auto: picked per backend\) or an integer >= 1"):
+    train.resolve_steps_per_call(value, "cpu")
+  assert train.resolve_steps_per_call(0, "cpu") == train.STEPS_PER_CALL["cpu"]
+  assert train.resolve_steps_per_call(0, "unknown") == 1
