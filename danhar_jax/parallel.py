@@ -63,6 +63,14 @@ class Parallel:
           np.broadcast_to(np.asarray(x)[None], (n, *np.shape(x))), sharding), tree)
     return jax.device_put(tree, NamedSharding(self.mesh, P()))
 
+  def place(self, local: np.ndarray):
+    """`shard`, already on the devices: for arrays that serve many calls (pmap would otherwise
+    copy a host array to the devices at every call)."""
+    if self.mode == "pmap":
+      return jax.device_put(local, NamedSharding(
+          jax.sharding.Mesh(np.array(jax.local_devices()), (AXIS,)), P(AXIS)))
+    return self.shard(local)
+
   def unreplicate(self, tree):
     """The inverse of `replicate`, on the first local device's copy."""
     if self.mode == "pmap":

@@ -155,20 +155,20 @@ def train_steps(step_fn, state, tally, data, order, where):
   """Up to a block of train steps in one device call, each gathering its own batch on the device.
 
   `order` is the epoch's batches as positions in the device-resident split `data`
-  ([steps_per_epoch, batch]); `where` = (first step in the epoch, steps to run, global index of
-  the first step). The trip count is traced, so one compile serves every block length, and each
-  step computes exactly what one call of `step_fn` would: K changes how steps are grouped, not
-  what they compute. `tally` sums the metrics on the device and keeps the 1-based index and loss
-  of the first step whose loss was not finite (-1 while there is none).
+  ([steps_per_epoch, batch]); `where` = (first step in the epoch, steps to run). The trip count
+  is traced, so one compile serves every block length, and each step computes exactly what one
+  call of `step_fn` would: K changes how steps are grouped, not what they compute. `tally` sums
+  the metrics on the device and keeps the loss of the first step whose loss was not finite, and
+  that step's 1-based number within its epoch (-1 while there is none).
   """
-  start, n, first = where[0], where[1], where[2]
+  start, n = where[0], where[1]
 
   def body(i, carry):
     state, tally = carry
     state, m = step_fn(state, gather(data, order[start + i]))
     new_bad = (tally["bad_step"] < 0) & ~jnp.isfinite(m.loss.total)
     return state, {"metrics": tally["metrics"].merge(m),
-                   "bad_step": jnp.where(new_bad, first + i + 1, tally["bad_step"]),
+                   "bad_step": jnp.where(new_bad, start + i + 1, tally["bad_step"]),
                    "bad_loss": jnp.where(new_bad, m.loss.total, tally["bad_loss"])}
 
   return jax.lax.fori_loop(0, n, body, (state, tally))
@@ -301,7 +301,7 @@ class Trainer:
     self.eval_batches = {"positions": self.per_device(np.stack(positions)),
                          "mask": self.per_device(np.stack(masks))}
     self.empty_tally = self.par.replicate(empty_tally())
-    self.order_epoch, self.order = None, None
+    self.order_epoch, self.order, self.wheres = None, None, {}
     # Queued shard_map steps can deadlock XLA:CPU's collectives: block every step there.
     self.block_each_step = (config.parallelism == "shard_map"
                             and jax.devices()[0].platform == "cpu")
@@ -323,7 +323,7 @@ class Trainer:
   def per_device(self, a: np.ndarray):
     """[steps, this process's batch] → each device's [steps, its part of the batch]."""
     n = jax.local_device_count()
-    return self.par.shard(a.reshape(a.shape[0], n, -1).swapaxes(0, 1))
+    return self.par.place(np.ascontiguousarray(a.reshape(a.shape[0], n, -1).swapaxes(0, 1)))
 
   def epoch_order(self, epoch: int):
     """The positions of every batch of `epoch` in the held train split, on the devices: one
@@ -351,8 +351,17 @@ class Trainer:
     """Runs steps [step, end) of the run, all within one epoch, in one device call."""
     epoch, s = divmod(step, self.steps_per_epoch)
     order = self.epoch_order(epoch)  # holds the epoch's train rows too
-    where = self.par.replicate(np.array([s, end - step, step], np.int32))
-    return self.p_train_steps(pstate, tally, self.train_data, order, where)
+    if (s, end - step) not in self.wheres:  # the same few blocks recur every epoch
+      self.wheres[s, end - step] = self.par.replicate(np.array([s, end - step], np.int32))
+    return self.p_train_steps(pstate, tally, self.train_data, order, self.wheres[s, end - step])
+
+  def check_finite(self, tally, done: int) -> None:
+    """Stops the run if a step of `tally` (host-side, steps of the epoch that `done` ends in)
+    had a loss that was not finite, naming that step."""
+    bad = int(tally["bad_step"])
+    if bad >= 0:
+      check_finite((done - 1) // self.steps_per_epoch * self.steps_per_epoch + bad,
+                   tally["bad_loss"])
 
   def batch(self, data, positions: np.ndarray):
     local = positions.reshape(jax.local_device_count(), -1)
@@ -429,11 +438,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     def read_log(done, tally):
       """Writes the train metrics of the log window ending at `done`, after checking it."""
-      tally = t.par.unreplicate(tally)
-      out = jax.device_get({"values": tally["metrics"].compute(),
-                            "bad": (tally["bad_step"], tally["bad_loss"])})
-      check_finite(*out["bad"])
-      values = {f"train_{k}": float(v) for k, v in out["values"].items()}
+      tally = t.par.unreplicate(jax.device_get(tally))  # one read; the rest is numpy
+      t.check_finite(tally, done)
+      values = {f"train_{k}": float(v) for k, v in tally["metrics"].compute().items()}
       values["learning_rate"] = float(schedule(done - 1))
       writers.scalars(done, values)
       logging.info("[epoch %d, step %d/%d] loss %.4f, accuracy %.4f, lr %.2e | %s",
@@ -462,7 +469,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if logged is not None and (epoch_done or save):
         last_train, logged = read_log(*logged), None
       if save and tally is not t.empty_tally:  # a checkpoint step inside a log window
-        check_finite(*jax.device_get(t.par.unreplicate((tally["bad_step"], tally["bad_loss"]))))
+        t.check_finite(t.par.unreplicate(jax.device_get(tally)), done)
       if epoch_done:
         epoch = done // t.steps_per_epoch
         started = time.perf_counter()
@@ -491,12 +498,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   return jax.device_get(t.par.unreplicate(pstate))
 
 
-def check_finite(bad_step, bad_loss) -> None:
-  """Stops the run at the first step whose loss was not finite (`bad_step` >= 1), if any."""
-  if int(bad_step) >= 0:
+def check_finite(step: int, loss) -> None:
+  if not np.isfinite(loss):
     raise NonFiniteLossError(
-        f"The training loss became {float(bad_loss)} at step {int(bad_step)}. Nothing after the "
-        "last checkpoint was saved. Check the input windows for NaN/inf, or lower "
+        f"The training loss became {float(loss)} at step {step}. Nothing after the last "
+        "checkpoint was saved. Check the input windows for NaN/inf, or lower "
         "config.learning_rate.")
 
 
