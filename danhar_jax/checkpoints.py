@@ -1,6 +1,7 @@
 """Checkpoints of a run: the train state, its config and the input pipeline's position.
 
-Orbax commits each step atomically and never lists an uncommitted one, so an interrupted save
+Saves are written in Orbax's background thread while training goes on. Orbax commits each step
+atomically and never lists an uncommitted one, so an interrupted save (a kill, a full disk)
 leaves the previous checkpoint as the latest. A committed step can still be damaged later (a
 truncated or overwritten file): `restore` then falls back to the newest step that reads whole.
 A workdir belongs to one config: `restore` refuses a config that would change the state or the
@@ -9,6 +10,7 @@ data, before it reads the state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -94,12 +96,18 @@ def manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointManag
       item_names=("state", "config", "pipeline"))
 
 
+# The step each manager is still writing in the background, so that an error raised when the
+# write is next waited for names the checkpoint it belongs to.
+_WRITING: dict[str, int] = {}
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: dict) -> None:
   """Saves a host-side `state`, the config as a dict, and the pipeline position.
 
-  Waits for the save to commit: Orbax commits an async save only when the manager is next
-  called, so a run stopped by an error would leave it uncommitted. And a full disk is then
-  reported for the step that failed. These checkpoints are a few MB: the wait is short."""
+  The write runs in Orbax's background thread, which commits the step atomically when it is
+  done; this call first waits for the previous save, so that a full disk is reported, naming
+  that step, before anything else is written."""
+  wait(mngr)
   # Orbax does not notice every flipped byte in its compressed chunks: a digest of the state
   # lets `restore` tell a damaged step from a good one.
   pipeline = {**pipeline, "state_sha256": digest(state)}
@@ -107,6 +115,13 @@ def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: 
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
         pipeline=ocp.args.JsonSave(pipeline)))
+  _WRITING[str(mngr.directory)] = step
+
+
+def wait(mngr: ocp.CheckpointManager) -> None:
+  """Waits until the last save has committed (or failed, reported as the step it was)."""
+  step = _WRITING.pop(str(mngr.directory), mngr.latest_step())
+  with disk.writing(f"{mngr.directory}/{step}"):
     mngr.wait_until_finished()
 
 
@@ -124,9 +139,21 @@ def digest(state) -> str:
 
 def finish(mngr: ocp.CheckpointManager) -> None:
   """Waits for the last save to commit, then closes `mngr`."""
-  with disk.writing(f"{mngr.directory}/{mngr.latest_step()}"):
-    mngr.wait_until_finished()
-  mngr.close()
+  try:
+    wait(mngr)
+  finally:
+    mngr.close()
+
+
+@contextlib.contextmanager
+def managed(workdir: str, max_to_keep: int | None = None):
+  """`manager(workdir)`, finished on every exit: a save still being written commits, even when
+  the run stops with an error."""
+  mngr = manager(workdir, max_to_keep)
+  try:
+    yield mngr
+  finally:
+    finish(mngr)
 
 
 def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,

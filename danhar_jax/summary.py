@@ -11,6 +11,7 @@ import numpy as np
 from clu import parameter_overview
 
 from danhar_jax import models
+from danhar_jax import train
 from danhar_jax.ops.conv import ConvK1
 
 
@@ -65,7 +66,9 @@ def summary(config) -> str:
       f"{'on' if config.model.logit_standardization else 'off'} (the authors' logit LayerNorm)",
       f"compute on {jax.default_backend()}: dtype={config.model.dtype} conv_impl="
       f"{model.conv_impl} (config: {config.model.conv_impl}) matmul_precision="
-      f"{config.get('matmul_precision', 'default')}",
+      f"{config.get('matmul_precision', 'default')} steps_per_call="
+      f"{train.resolve_steps_per_call(config.get('steps_per_call', 0), jax.default_backend())} "
+      f"(config: {config.get('steps_per_call', 0)})",
       f"forward FLOPs per window: {flops:,} ({flops / 1e6:.1f} MFLOP)",
       f"parameters: {n:,} = {n / 2**20:.2f} M (the paper's M is 2^20) = {n / 1e6:.3f} million",
       f"params: {n}",

@@ -414,8 +414,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train, test, _ = input_pipeline.open_splits(config)
   t = Trainer(config, train, test)
   state = create_train_state(config, t.model, t.steps_per_epoch)
-  mngr = checkpoints.manager(workdir, config.max_checkpoints_to_keep)
-  with writers_lib.Writers(workdir, enabled=jax.process_index() == 0) as writers:
+  with checkpoints.managed(workdir, config.max_checkpoints_to_keep) as mngr, \
+      writers_lib.Writers(workdir, enabled=jax.process_index() == 0) as writers:
     # The stored config is compared before the state is read; a damaged newest step is set aside.
     state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0),
                                        config=config.to_dict(), set_aside=True)
@@ -494,7 +494,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                          {**config.to_dict(), "resolved": t.resolved}, t.pipeline_position(done))
         saves.saved()
     profiler.stop()
-    checkpoints.finish(mngr)
   return jax.device_get(t.par.unreplicate(pstate))
 
 
