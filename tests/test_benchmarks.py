@@ -270,7 +270,8 @@ def test_rows_written_before_a_sigkill_survive(tmp_path):
   """Rows reach --json as each contender is measured, each write whole: a run killed midway
   (as a device call's time limit kills it) keeps every row it had written, and they parse."""
   out, md = tmp_path / "rows.json", tmp_path / "rows.md"
-  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT),
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"))
   args = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--configs=wisdm",
           "--widths=16,16,16", "--batch_sizes=2", "--repeats=100000", "--warmup=0",
           "--min_repeat_s=0.01", "--peak_size=64", "--split_windows=8", "--notorch",
@@ -296,4 +297,7 @@ def test_rows_written_before_a_sigkill_survive(tmp_path):
   assert [key(r) for r in rows] == [key(r) for r in seen] == [("wisdm", "winograd", "pmap", 2)]
   assert rows[0]["train_repeats"] >= seen[0]["train_repeats"] >= 1
   assert rows[0]["train_windows_per_s"] > 0 and rows[0]["train_steps_per_repeat"] >= 1
+  assert rows[0]["train_compile_cache_hit"] is False  # an empty cache: compiled here
+  # XLA's count of the compiled step is below the 3× convention (Winograd, no input gradient).
+  assert 0 < rows[0]["xla_over_analytic_flops"] < 1 and rows[0]["mfu_xla"] > 0
   assert "| wisdm | float32/default | 2 | 1 | winograd |" in md.read_text()
