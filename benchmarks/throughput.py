@@ -9,31 +9,40 @@ What is timed, for every (config, dtype, batch size, device count, conv impl):
 
 - the trainer's own steps: `train.train_step` and `train.eval_step` mapped with
   `parallel.Parallel('pmap').map` over a `TrainState` from `train.create_train_state`,
-  replicated, exactly as `train.Trainer` runs them. The batch is already on the device(s); each
-  timed repeat runs `--steps` steps and then blocks on the outputs. The first two calls (the
-  compile plus two steps) are reported apart as `compile_s`, never mixed into the rates;
+  replicated, exactly as `train.Trainer` runs them (benchmarks/jax_steps.py). The batch and the
+  eval mask are already on the device(s); each timed repeat runs enough steps to last
+  --min_repeat_s (sized from the warmup; --steps fixes it) and then blocks on the outputs. The
+  first call (the compile) is reported apart as `compile_s`, never mixed into the rates;
 - the input pipeline alone: `input_pipeline.train_indices`, the per-device split of the indices
   and the mapped `train.gather` from the device-resident split, blocked. Training is input-bound
   only if this rate comes near the train step's, so its ratio to the train rate is reported;
-- the peer: the same architecture in plain PyTorch eager (benchmarks/torch_reference.py), built
-  from the same config with the same parameter count, Adam and batch, on the same device, and
-  `torch.compile` of it where that works (its compile time is bounded by --torch_compile_timeout).
+- the peers: the same architecture in plain PyTorch (benchmarks/torch_reference.py), built from
+  the same config with the same parameter count, Adam and batch, on the same device: eager the
+  authors' way, optionally tuned (--torch_tuned) and `torch.compile` of the tuned one, whose
+  first calls draw on their own allowance (--torch_compile_budget_s, --torch_compile_timeout).
 
-All contenders of one setting are timed interleaved, one repeat of each in turn, so the load of
-anything else on the machine falls on all of them alike. Rates are the median over --repeats
-after --warmup untimed repeats, with the min–max spread. FLOPs are analytic
-(`summary.forward_flops`, conv and Dense multiply-accumulates × 2); a training step is counted
-as 3× the forward (forward, and the two matmuls of the backward per layer). MFU divides the
-achieved FLOP/s by the rate of a large jitted matmul in the same dtype on the same device, timed
-interleaved with the steps. Each row also records the CPU cores other processes used meanwhile
-(`other_cores_during_timing`): on a shared machine that, more than anything, moves the numbers.
+Contenders are prepared (compiled, warmed up) one after another, the --time_budget_s checked
+before each, then timed interleaved, one repeat of each in turn, so the load of anything else on
+the machine falls on all of them alike. Every contender's row is written to --json and
+--markdown as soon as it is prepared and again after every round of repeats, so a run killed
+midway keeps what it measured. Rates are the median over the repeats, with the min–max spread.
+FLOPs are analytic (`summary.forward_flops`, conv and Dense multiply-accumulates × 2; a training
+step counted as 3× the forward) and, for JAX, also XLA's cost analysis of the compiled train step
+(`train_flop_per_window_xla`, `mfu_xla`). MFU divides the achieved FLOP/s by the rate of a large
+jitted matmul in the same dtype on the same device, timed interleaved with the steps. Each row
+also records the CPU cores other processes used meanwhile (`other_cores_during_timing`): on a
+shared machine that, more than anything, moves the numbers.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
 import gc
 import importlib
 import json
+import math
 import os
 import pathlib
 import platform
@@ -41,6 +50,7 @@ import resource
 import signal
 import sys
 import time
+from typing import Callable
 
 # On a GPU, JAX would otherwise take 75% of the memory before the PyTorch peer gets any.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -64,6 +74,7 @@ from danhar_jax import models
 from danhar_jax import parallel
 from danhar_jax import summary
 from danhar_jax import train
+import jax_steps  # pylint: disable=g-import-not-at-top,wrong-import-order
 import peaks  # pylint: disable=g-import-not-at-top,wrong-import-order
 import trainer_bench  # pylint: disable=g-import-not-at-top,wrong-import-order
 
@@ -84,8 +95,10 @@ _NUMERICS = flags.DEFINE_list(
     "config's config.matmul_precision. The PyTorch peer is set to the same precision.")
 _PARALLELISM = flags.DEFINE_list("parallelism", ["pmap"], "How the JAX steps are mapped: pmap, "
                                  "shard_map (jit of shard_map), or both.")
-_TIME_BUDGET = flags.DEFINE_float("time_budget_s", 0, "If > 0, settings that would start after "
-                                  "this many seconds are recorded as not run, not timed.")
+_TIME_BUDGET = flags.DEFINE_float(
+    "time_budget_s", 0, "If > 0, contenders (and rounds of repeats) that would start after this "
+    "many seconds are not timed; their rows say 'not run'. torch.compile's first calls are "
+    "charged to --torch_compile_budget_s instead.")
 _WIDTHS = flags.DEFINE_list("widths", [], "Override config.model.widths of every config, e.g. "
                             "16,32,48: a quick rehearsal of the script on a CPU.")
 _APPEND = flags.DEFINE_boolean("append", False, "Add the rows to those already in --json.")
@@ -98,16 +111,26 @@ _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "If > 0, split the CPU int
                                     "JAX devices (jax_num_cpu_devices), for --devices=1,N.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats; rates are their median.")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed repeats after the first (compiling) call.")
-_STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repeat; 0 picks 1 on CPU, 20 on "
-                              "accelerators (where one step is too short to time alone).")
+_STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repeat; 0 sizes each contender's "
+                              "repeats by --min_repeat_s from its warmup timing.")
+_MIN_REPEAT = flags.DEFINE_float("min_repeat_s", 0.1, "With --steps=0, each repeat runs enough "
+                                 "steps to last this long (one accelerator step is too short to "
+                                 "time alone).")
 _SPLIT = flags.DEFINE_integer("split_windows", 4096, "Windows in the synthetic in-memory split "
                               "the batches are gathered from.")
 _PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Side of the square matmul that measures the "
                                   "peak; 0 picks 2048 on CPU (~0.1-0.3 s), 8192 elsewhere.")
 _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch peer (if torch is installed).")
-_TORCH_COMPILE = flags.DEFINE_boolean("torch_compile", False, "Also time torch.compile.")
+_TORCH_TUNED = flags.DEFINE_boolean("torch_tuned", False, "Also time the tuned eager peer "
+                                    "(fused Adam, the faster layout, cuDNN autotuning).")
+_TORCH_COMPILE = flags.DEFINE_boolean("torch_compile", False, "Also time torch.compile of the "
+                                      "tuned peer.")
 _TORCH_COMPILE_TIMEOUT = flags.DEFINE_integer("torch_compile_timeout", 300, "Seconds allowed "
-                                              "for torch.compile's first call.")
+                                              "for each of torch.compile's first calls.")
+_TORCH_COMPILE_BUDGET = flags.DEFINE_float(
+    "torch_compile_budget_s", 600, "Seconds all torch.compile first calls of the run may take "
+    "together, not charged to --time_budget_s; once spent, later torch_compile peers are not "
+    "run. 0: no limit.")
 _QUIET_CORES = flags.DEFINE_float("quiet_cores", 0.25, "CPU cores other processes may use "
                                    "before the machine counts as busy.")
 _QUIET_WAIT = flags.DEFINE_integer("quiet_wait", 0, "Before timing each setting, wait up to this "
@@ -194,39 +217,228 @@ def is_oom(error: BaseException | str) -> bool:
 # Timing.
 
 
-def interleaved(runs: dict, repeats: int, warmup: int, steps: int) -> dict:
-  """Times each `run(n)` (n steps, blocked) in turn, `repeats` times; first calls apart.
+class Budget:
+  """--time_budget_s, checked before every contender and every round of repeats.
 
-  Returns ({name: {'first_s': seconds of the first two calls, 'step_s': [per-step seconds of each
-  repeat]}} or {name: {'error': reason}} if its first call failed, the CPU cores other
-  processes used during the timed repeats).
+  torch.compile's first calls are not charged to it but to their own allowance
+  (--torch_compile_budget_s), so that a slow compile cannot leave the JAX rows unmeasured. 0 means
+  no limit, for either.
   """
-  out, live = {}, {}
-  for name, run in runs.items():
-    start = time.perf_counter()
+
+  def __init__(self, seconds: float, compile_seconds: float = 0, clock=time.perf_counter):
+    self.seconds, self.compile_seconds, self.clock = seconds, compile_seconds, clock
+    self.start, self.compiling_s = clock(), 0.0
+
+  def spent(self) -> str | None:
+    """Why nothing more may start, or None."""
+    if self.seconds and self.clock() - self.start - self.compiling_s > self.seconds:
+      return f"--time_budget_s={self.seconds:g} spent"
+    return None
+
+  def compile_spent(self) -> str | None:
+    if self.compile_seconds and self.compiling_s >= self.compile_seconds:
+      return f"--torch_compile_budget_s={self.compile_seconds:g} spent"
+    return None
+
+  def compile_left(self) -> float | None:
+    return self.compile_seconds - self.compiling_s if self.compile_seconds else None
+
+  @contextlib.contextmanager
+  def compiling(self):
+    start = self.clock()
     try:
-      # Two calls, both outside the timed repeats: the first compiles; the second would
-      # compile again if the returned state's layout differed from the replicated one
-      # (parallel.replicate avoids that, flax.jax_utils.replicate did not).
-      run(1)
-      run(1)
-    except Exception as e:  # pylint: disable=broad-except
-      out[name] = {"error": "OOM" if is_oom(e) else f"{type(e).__name__}: {e}"[:300]}
-      print(f"  {name}: unavailable: {out[name]['error']}", flush=True)
-      continue
-    out[name] = {"first_s": time.perf_counter() - start, "step_s": []}
-    live[name] = run
+      yield
+    finally:
+      self.compiling_s += self.clock() - start
+
+
+class CacheEvents:
+  """Counts JAX's persistent compilation cache events, to tell whether a compile was a hit."""
+  REQUEST = "/jax/compilation_cache/compile_requests_use_cache"
+  HIT = "/jax/compilation_cache/cache_hits"
+
+  def __init__(self):
+    self.counts = collections.Counter()
+    self.installed = False
+
+  def install(self) -> None:
+    if not self.installed:
+      jax.monitoring.register_event_listener(self.listen)
+      self.installed = True
+
+  def listen(self, event: str, **_) -> None:
+    if event in (self.REQUEST, self.HIT):
+      self.counts[event] += 1
+
+  def snapshot(self) -> tuple[int, int]:
+    return self.counts[self.REQUEST], self.counts[self.HIT]
+
+  def hit(self, before: tuple[int, int]) -> bool | None:
+    """Since `before`: True if every compile came from the persistent cache, False if one was
+    compiled, None if there is no persistent cache (no cache directory, or not listening)."""
+    requests, hits = (now - then for now, then in zip(self.snapshot(), before))
+    if not self.installed or requests == 0 or not jax.config.jax_compilation_cache_dir:
+      return None
+    return hits == requests
+
+
+CACHE = CacheEvents()
+
+
+@dataclasses.dataclass
+class Built:
+  parts: dict                      # {'train': run(n), 'eval': ..., 'pipeline': ...}
+  info: dict = dataclasses.field(default_factory=dict)  # fields for the row
+  after_first: Callable[[], dict] | None = None   # more fields, once the first calls compiled
+
+
+@dataclasses.dataclass
+class Contender:
+  who: str                         # 'peak', 'jax:winograd', 'jax:xla:shard_map', 'torch_eager'
+  build: Callable[[], Built]
+  torch_compile: bool = False      # its first calls compile: bounded, on their own allowance
+
+
+def steps_for(step_s: float, min_repeat_s: float, most: int = 100_000) -> int:
+  """Steps that last at least `min_repeat_s` at `step_s` each."""
+  return int(min(max(math.ceil(min_repeat_s / max(step_s, 1e-9)), 1), most))
+
+
+def prepare(run, *, warmup: int, steps: int, min_repeat_s: float, guard=contextlib.nullcontext):
+  """The first two calls of `run` (the first compiles), then `warmup` untimed repeats, sized
+  to last `min_repeat_s` from the timing so far unless `steps` fixes it. Returns its timing."""
+  before = CACHE.snapshot()
+  with guard():
+    start = time.perf_counter()
+    run(1)
+    first = time.perf_counter() - start
+    # The second call would compile again if the returned state's layout differed from the
+    # replicated one (parallel.replicate avoids that, flax.jax_utils.replicate did not).
+    start = time.perf_counter()
+    run(1)
+    second = time.perf_counter() - start
+  hit = CACHE.hit(before)
+  n = steps or steps_for(second, min_repeat_s)
   for _ in range(warmup):
-    for run in live.values():
-      run(steps)
-  before = cpu_seconds()
-  for _ in range(repeats):
-    for name, run in live.items():
+    start = time.perf_counter()
+    run(n)
+    if not steps:
+      n = steps_for((time.perf_counter() - start) / n, min_repeat_s)
+  return {"run": run, "first_s": first, "second_s": second, "steps": n, "cache_hit": hit,
+          "step_s": [], "faults": []}
+
+
+def time_contenders(contenders: list[Contender], budget: Budget, *, repeats: int, warmup: int,
+                    steps: int, min_repeat_s: float, compile_timeout: float = 0,
+                    on_update=lambda records, others: None) -> tuple[dict, float | None]:
+  """Prepares each contender in turn, then times all of them interleaved, one repeat of each in
+  turn, so that the load of anything else on the machine falls on all alike.
+
+  The torch.compile peers come in a second phase, after the others' repeats are done (a killed
+  or slow compile leaves those rows whole); their repeats are interleaved with more of the
+  others'. Returns ({who: record}, the CPU cores other processes used while timing). A record is
+  {'parts': {part: timing}, 'info': {...}}, {'error': reason} or {'not_run': reason}; one with
+  fewer than `repeats` repeats also has 'cut'. `on_update` is called after every contender and
+  every round, so that what was measured can be written before anything else runs.
+  """
+  records, clock = {}, {"before": None, "others": None}
+  phases = ([c for c in contenders if not c.torch_compile],
+            [c for c in contenders if c.torch_compile])
+  for p, phase in enumerate(phases):
+    why = None
+    for i, contender in enumerate(phase):
+      why = budget.spent()
+      if why:
+        for rest in [*phase[i:], *(c for later in phases[p + 1:] for c in later)]:
+          records[rest.who] = {"not_run": why}
+        on_update(records, clock["others"])
+        break
+      if contender.torch_compile and budget.compile_spent():
+        records[contender.who] = {"not_run": budget.compile_spent()}
+        on_update(records, clock["others"])
+        continue
+      records[contender.who] = prepared(contender, budget, warmup, steps, min_repeat_s,
+                                        compile_timeout)
+      on_update(records, clock["others"])
+    if any("parts" in records.get(c.who, {}) for c in phase):
+      timed_rounds(records, budget, repeats, clock, on_update)
+    if why:
+      break
+  return records, clock["others"]
+
+
+def prepared(contender: Contender, budget: Budget, warmup: int, steps: int,
+             min_repeat_s: float, compile_timeout: float) -> dict:
+  """The contender built and its parts prepared: its record, or {'error': why}."""
+  guard = ((lambda: bounded_compile(budget, compile_timeout)) if contender.torch_compile
+           else contextlib.nullcontext)
+  try:
+    built = contender.build()
+    record = {"parts": {}, "info": dict(built.info)}
+    for part, run in built.parts.items():
+      record["parts"][part] = prepare(run, warmup=warmup, steps=steps,
+                                      min_repeat_s=min_repeat_s, guard=guard)
+    if built.after_first is not None:
+      record["info"].update(built.after_first())
+    return record
+  except Exception as e:  # pylint: disable=broad-except
+    # One line: Inductor's errors carry the whole graph after the first.
+    lines = str(e).strip().splitlines() or [""]
+    record = {"error": "OOM" if is_oom(e) else f"{type(e).__name__}: {lines[0]}"[:300]}
+    print(f"  {contender.who}: unavailable: {record['error']}", flush=True)
+    return record
+
+
+def timed_rounds(records: dict, budget: Budget, repeats: int, clock: dict, on_update) -> None:
+  """`repeats` rounds of one timed repeat of every prepared part, the budget checked before
+  each round but the first (without one, their compiles were wasted)."""
+  live = [timing for record in records.values() for timing in record.get("parts", {}).values()]
+  if clock["before"] is None:
+    clock["before"] = cpu_seconds()
+  for done in range(repeats):
+    why = budget.spent() if done else None
+    if why:
+      for record in records.values():
+        if any(len(t["step_s"]) < repeats for t in record.get("parts", {}).values()):
+          record["cut"] = f"{why} after {done} of {repeats} repeats"
+      on_update(records, clock["others"])
+      return
+    for timing in live:
+      run, n = timing["run"], timing["steps"]
       faults, start = minor_faults(), time.perf_counter()
-      run(steps)
-      out[name]["step_s"].append((time.perf_counter() - start) / steps)
-      out[name].setdefault("faults", []).append((minor_faults() - faults) / steps)
-  return out, other_cores(before, cpu_seconds())
+      run(n)
+      timing["step_s"].append((time.perf_counter() - start) / n)
+      timing["faults"].append((minor_faults() - faults) / n)
+    clock["others"] = other_cores(clock["before"], cpu_seconds())
+    on_update(records, clock["others"])
+
+
+class bounded_compile:  # pylint: disable=invalid-name
+  """torch.compile's first calls: charged to --torch_compile_budget_s, not --time_budget_s,
+  and stopped (TimeoutError in the main thread, by SIGALRM) after --torch_compile_timeout or
+  what is left of that budget, whichever comes first."""
+
+  def __init__(self, budget: Budget, timeout: float):
+    left = budget.compile_left()
+    limits = [s for s in (timeout, left) if s]
+    self.seconds = max(math.ceil(min(limits)), 1) if limits else 0
+    self.budget = budget
+
+  def __enter__(self):
+    self.compiling = self.budget.compiling()
+    self.compiling.__enter__()
+    if self.seconds:
+      def expire(*_):
+        raise TimeoutError(f"torch.compile took over {self.seconds} s (--torch_compile_timeout"
+                           " or what was left of --torch_compile_budget_s)")
+      self.previous = signal.signal(signal.SIGALRM, expire)
+      signal.alarm(self.seconds)
+
+  def __exit__(self, *exc):
+    if self.seconds:
+      signal.alarm(0)
+      signal.signal(signal.SIGALRM, self.previous)
+    self.compiling.__exit__(*exc)
 
 
 def minor_faults() -> int:
@@ -271,17 +483,21 @@ def wait_until_quiet(max_cores: float, timeout: float) -> float | None:
 
 
 def stats(timing: dict, batch: int, prefix: str) -> dict:
-  """Windows/s and ms/step (median, min, max, IQR) from one contender's timing."""
-  if "error" in timing:
-    return {f"{prefix}_error": timing["error"]}
+  """Windows/s and ms/step (median, min, max, IQR) from one part's timing, with its compile."""
+  out = {f"{prefix}_steps_per_repeat": timing["steps"], f"{prefix}_repeats": len(timing["step_s"]),
+         f"{prefix}_compile_cache_hit": timing["cache_hit"]}
+  if not timing["step_s"]:
+    return dict(out, **{f"{prefix}_compile_s": max(timing["first_s"] - timing["second_s"], 0.0)})
   ms = np.array(timing["step_s"]) * 1e3
   med = float(np.median(ms))
   q1, q3 = np.percentile(ms, [25, 75])
-  return {f"{prefix}_windows_per_s": batch / med * 1e3, f"{prefix}_ms": med,
-          f"{prefix}_ms_min": float(ms.min()), f"{prefix}_ms_max": float(ms.max()),
-          f"{prefix}_ms_iqr": float(q3 - q1),
-          f"{prefix}_page_faults_per_step": float(np.median(timing["faults"])),
-          f"{prefix}_compile_s": max(timing["first_s"] - 2 * med / 1e3, 0.0)}
+  return dict(out, **{
+      f"{prefix}_windows_per_s": batch / med * 1e3, f"{prefix}_ms": med,
+      f"{prefix}_ms_min": float(ms.min()), f"{prefix}_ms_max": float(ms.max()),
+      f"{prefix}_ms_iqr": float(q3 - q1),
+      f"{prefix}_page_faults_per_step": float(np.median(timing["faults"])),
+      # The first call less one step: what compiling cost.
+      f"{prefix}_compile_s": max(timing["first_s"] - med / 1e3, 0.0)})
 
 
 def peak_size() -> int:
@@ -306,218 +522,200 @@ def matmul_run(dtype: str, size: int, precision: str = "default"):
 
 
 # ---------------------------------------------------------------------------------------------
-# The JAX contenders: the trainer's pmapped steps.
+# The contenders.
 
 
-def synthetic_split(config, n: int, seed: int = 0) -> dict:
-  rng = np.random.default_rng(seed)
-  return {"signal": rng.standard_normal((n, *config.input_shape), np.float32),
-          "label": rng.integers(0, config.num_classes, n).astype(np.int32)}
+def jax_contender(config, batch: int, n_dev: int, mode: str):
+  """build() for the trainer's mapped train and eval steps and the input pipeline."""
+
+  def build():
+    steps = jax_steps.mapped_steps(config, batch, n_dev, mode, _SPLIT.value)
+
+    def xla_flops():
+      try:
+        flops = steps.train_flops()  # per device, for its share of the batch
+      except Exception as e:  # pylint: disable=broad-except
+        # A backend without cost analysis loses this number, not the row's timings.
+        return {"train_flop_per_window_xla": None,
+                "xla_cost_analysis_error": f"{type(e).__name__}: {e}"[:200]}
+      return {"train_flop_per_window_xla": flops / (batch // n_dev) if flops else None}
+
+    return Built({"train": steps.run_train, "eval": steps.run_eval,
+                  "pipeline": steps.run_pipeline}, after_first=xla_flops)
+
+  return build
 
 
-def jax_runs(config, batch: int, n_dev: int, mode: str = "pmap") -> dict:
-  """{'train', 'eval', 'pipeline'}: run(n) closures over the trainer's mapped functions.
-
-  Mirrors `train.Trainer` on the first `n_dev` local devices (pmap maps over the leading axis,
-  so replicating to n devices is all it takes to use n; shard_map takes all local devices).
-  """
-  train.check_batch_divides(batch, n_dev, "--batch_sizes")
-  if mode == "shard_map" and n_dev != jax.local_device_count():
-    raise ValueError(f"shard_map maps over all {jax.local_device_count()} local devices, "
-                     f"not {n_dev}")
-  devices = jax.local_devices()[:n_dev]
-  par = parallel.Parallel(mode)
-  replicate = lambda tree: par.replicate(tree, devices)
-  model = models.create_model(config, bn_axis_name=parallel.AXIS)
-  n_split = max(_SPLIT.value, batch)
-  data = replicate(synthetic_split(config, n_split))
-  precision = config.get("matmul_precision", "default")
-  p_gather = par.map(train.gather, in_replicated=(True, False), out_replicated=False)
-  p_train = par.map(train.with_matmul_precision(train.train_step, precision),
-                    in_replicated=(True, False), out_replicated=(True, True), donate_argnums=(0,))
-  p_eval = par.map(train.with_matmul_precision(train.eval_step, precision),
-                   in_replicated=(True, False), out_replicated=True)
-  steps_per_epoch = n_split // batch
-  box = {"state": replicate(train.create_train_state(config, model, steps_per_epoch))}
-
-  def device_batch(step: int):
-    epoch, s = divmod(step, steps_per_epoch)
-    idx = input_pipeline.train_indices(config.seed, epoch, s, n_split, batch)
-    return p_gather(data, par.shard(idx.reshape(n_dev, -1)))
-
-  train_batch = device_batch(0)
-  eval_batch = dict(train_batch, mask=par.shard(np.ones((n_dev, batch // n_dev), bool)))
-  counter = iter(range(10 ** 9))
-
-  def run_train(n):
-    for _ in range(n):
-      box["state"], metrics = p_train(box["state"], train_batch)
-    jax.block_until_ready((box["state"], metrics))
-
-  def run_eval(n):
-    for _ in range(n):
-      metrics = p_eval(box["state"], eval_batch)
-    jax.block_until_ready(metrics)
-
-  def run_pipeline(n):
-    for _ in range(n):
-      out = device_batch(next(counter))
-    jax.block_until_ready(out)
-
-  return {"train": run_train, "eval": run_eval, "pipeline": run_pipeline}
-
-
-# ---------------------------------------------------------------------------------------------
-# The PyTorch peer.
-
-
-def torch_runs(config, batch: int, compile_: bool) -> tuple[dict, dict]:
-  """({'torch_eager/train': run, ...}, info), or ({}, info with the reason it is skipped)."""
+def torch_modules():
+  """(torch, torch_reference), imported on first use since torch is optional; None without."""
   try:
     import torch  # pylint: disable=import-outside-toplevel
     import torch_reference  # pylint: disable=import-outside-toplevel
   except ImportError:
-    return {}, {"skipped": "torch not installed: peer skipped"}
-  precision = torch_reference.set_matmul_precision(config.get("matmul_precision", "default"))
-  platform_ = jax.default_backend()
-  device = torch_reference.default_device()
+    return None
+  return torch, torch_reference
+
+
+def torch_skip_reason() -> str | None:
+  """Why the PyTorch peers cannot run beside JAX here, or None."""
+  modules = torch_modules()
+  if modules is None:
+    return "torch not installed: peer skipped"
+  platform_, device = jax.default_backend(), modules[1].default_device()
   if (platform_ == "gpu") != (device == "cuda"):
-    return {}, {"skipped": f"JAX runs on {platform_}, torch on {device}: peer skipped"}
-  runs = {}
-  for peer in ("torch_eager",) + (("torch_compile",) if compile_ else ()):
+    return f"JAX runs on {platform_}, torch on {device}: peer skipped"
+  return None
+
+
+PEERS = ("torch_eager", "torch_tuned", "torch_compile")
+
+
+def torch_contender(config, batch: int, peer: str, layout: dict):
+  """build() for one PyTorch peer: the authors'-style eager one, the tuned eager one, or
+  torch.compile of the tuned one. `layout` caches the tuned peers' faster layout per setting."""
+
+  def build():
+    torch, ref = torch_modules()
+    precision = ref.set_matmul_precision(config.get("matmul_precision", "default"))
+    device = ref.default_device()
     torch.manual_seed(0)
-    model = torch_reference.build(config, device)
-    if peer == "torch_eager":  # the authors' style
-      train_step, eval_step = torch_reference.make_steps(model, config, batch, device)
+    if peer == "torch_eager":
+      train_step, eval_step = ref.make_steps(ref.build(config, device), config, batch, device)
+      info = {}
     else:
-      train_step, eval_step, _ = torch_reference.tuned_steps(
-          model, config, batch, device, compile_mode="max-autotune-no-cudagraphs")
-    bound = peer == "torch_compile"
-    runs[f"{peer}/train"] = repeat(train_step, device, bound)
-    runs[f"{peer}/eval"] = repeat(eval_step, device, bound)
-  return runs, {**torch_reference.versions(), **precision}
+      if not layout:
+        layout["channels_last"], layout["torch_layout_s"] = ref.faster_layout(config, batch,
+                                                                               device)
+      torch.manual_seed(0)
+      train_step, eval_step, info = ref.tuned_steps(
+          ref.build(config, device), config, batch, device,
+          channels_last=layout["channels_last"],
+          compile_mode="max-autotune-no-cudagraphs" if peer == "torch_compile" else None)
+      info["torch_layout_s"] = layout["torch_layout_s"]
 
+    def runner(step):
+      def run(n):
+        for _ in range(n):
+          step()
+        ref.sync(device)
+      return run
 
-def repeat(step, device: str, bounded: bool):
-  """run(n) for a PyTorch step; the first call is bounded in time if it compiles."""
-  import torch_reference  # pylint: disable=import-outside-toplevel
-  first = [True]
+    return Built({"train": runner(train_step), "eval": runner(eval_step)},
+                 {**precision, **info})
 
-  def run(n):
-    if first[0] and bounded:
-      first[0] = False
-      with alarm(_TORCH_COMPILE_TIMEOUT.value):
-        step()
-      return
-    first[0] = False
-    for _ in range(n):
-      step()
-    torch_reference.sync(device)
-
-  return run
-
-
-class alarm:  # pylint: disable=invalid-name
-  """Raises TimeoutError in the main thread after `seconds` (bounds torch.compile)."""
-
-  def __init__(self, seconds: int):
-    self.seconds = seconds
-
-  def __enter__(self):
-    def expire(*_):
-      raise TimeoutError(f"torch.compile took over {self.seconds} s")
-    self.previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(self.seconds)
-
-  def __exit__(self, *exc):
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, self.previous)
+  return build
 
 
 # ---------------------------------------------------------------------------------------------
 # One setting → rows.
 
 
-def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[str],
-            torch_ok: bool, precision: str = "default") -> tuple[list[dict], dict]:
-  """Rows for the JAX impls (and, on one device, the peers) of one setting, timed together."""
-  device_kind = jax.devices()[0].device_kind
-  base = {"config": label, "dataset": config.dataset, "variant": config.model.backbone + "/" +
-          config.model.attention, "dtype": dtype, "matmul_precision": precision,
-          "batch_size": batch, "devices": n_dev, "device": device_kind,
-          "platform": jax.default_backend()}
-  flops = summary.forward_flops(models.create_model(with_model(config, dtype, impls[0])),
-                               config.input_shape)
-  runs, meta = {}, {}
+def contenders_of(config, dtype: str, batch: int, n_dev: int, impls: list[str],
+                  peers: list[str], precision: str) -> list[Contender]:
+  """The peak first (every MFU needs it), then the JAX impls × mappings, then the peers."""
+  size = peak_size()
+  out = [Contender("peak", lambda: Built({"matmul": matmul_run(dtype, size, precision)}))]
   modes = [m for m in _PARALLELISM.value if m != "shard_map" or n_dev == jax.local_device_count()]
   for impl in dict.fromkeys(models.resolve_conv_impl(i) for i in impls):
     for mode in modes:
       who = f"jax:{impl}" + ("" if mode == "pmap" else f":{mode}")
-      try:
-        for part, run in jax_runs(with_model(config, dtype, impl, precision), batch, n_dev,
-                                  mode).items():
-          runs[f"{who}/{part}"] = run
-      except Exception as e:  # pylint: disable=broad-except
-        meta[who] = "OOM" if is_oom(e) else f"{type(e).__name__}: {e}"[:300]
-  if torch_ok and n_dev == 1:
-    try:
-      peer_runs, info = torch_runs(with_model(config, dtype, impls[0], precision), batch,
-                                   _TORCH_COMPILE.value)
-    except Exception as e:  # pylint: disable=broad-except
-      peer_runs, info = {}, {"skipped": "OOM" if is_oom(e) else f"{type(e).__name__}: {e}"[:300]}
-    runs.update(peer_runs)
-    meta.update(info)
-  size = peak_size()
-  runs["peak/matmul"] = matmul_run(dtype, size, precision)
-  steps = _STEPS.value or (1 if jax.default_backend() == "cpu" else 20)
-  if _QUIET_WAIT.value:
-    waited = wait_until_quiet(_QUIET_CORES.value, _QUIET_WAIT.value)
-    print(f"  other processes use {fmt(waited, '.2f')} cores before timing", flush=True)
-  timing, others = interleaved(runs, _REPEATS.value, _WARMUP.value, steps)
-  if others is not None and others > _QUIET_CORES.value:
-    print(f"  WARNING: other processes used {others:.2f} CPU cores while this was timed; "
-          "rates are lower than on an idle machine (PyTorch's OpenMP loses most).", flush=True)
-  base["other_cores_during_timing"] = others
-  if "error" in timing["peak/matmul"]:
-    raise RuntimeError(f"The {size}² matmul failed: {timing['peak/matmul']['error']}")
-  peak = 2 * size ** 3 / float(np.median(timing["peak/matmul"]["step_s"]))
-  print(f"  matmul peak ({size}×{size} @ {size}×{size}, {dtype}, median of {_REPEATS.value}, "
-        f"interleaved with the steps): {peak / 1e12:.4f} TFLOP/s per device", flush=True)
-  peak *= n_dev
-  sheet = datasheet_tflops(device_kind, dtype, precision)
+      out.append(Contender(who, jax_contender(with_model(config, dtype, impl, precision), batch,
+                                              n_dev, mode)))
+  layout = {}
+  for peer in peers if n_dev == 1 else ():
+    out.append(Contender(peer, torch_contender(with_model(config, dtype, impls[0], precision),
+                                               batch, peer, layout),
+                         torch_compile=peer == "torch_compile"))
+  return out
+
+
+def identity(who: str) -> dict:
+  parts = who.split(":")
+  if parts[0] != "jax":
+    return {"impl": who, "parallelism": None, "peer": True}
+  return {"impl": parts[1], "parallelism": parts[2] if len(parts) > 2 else "pmap", "peer": False}
+
+
+def setting_rows(records: dict, base: dict, flops: float, size: int, n_dev: int,
+                 sheet: float | None, others: float | None) -> list[dict]:
+  """The rows of one setting from what has been measured of it so far."""
+  base = dict(base, other_cores_during_timing=others)
+  peak = records.get("peak", {}).get("parts", {}).get("matmul", {}).get("step_s")
+  peak = 2 * size ** 3 / float(np.median(peak)) * n_dev if peak else None
   rows = []
-  for who in dict.fromkeys(name.split("/")[0] for name in runs if name != "peak/matmul"):
-    parts = who.split(":")
-    row = dict(base, impl=parts[1] if len(parts) > 1 else parts[0],
-               parallelism=(parts[2] if len(parts) > 2 else "pmap") if len(parts) > 1 else None,
-               peer=not who.startswith("jax:"), forward_mflop_per_window=flops / 1e6,
-               train_flop_per_window=3 * flops, peak_tflops=peak / 1e12,
+  for who, record in records.items():
+    if who == "peak":
+      continue
+    row = dict(base, **identity(who))
+    if "parts" not in record:
+      rows.append(dict(row, **record))  # its error or why it was not run
+      continue
+    row.update(record["info"], forward_mflop_per_window=flops / 1e6,
+               train_flop_per_window=3 * flops,
+               peak_tflops=peak / 1e12 if peak else None,
                datasheet_tflops=sheet * n_dev if sheet else None)
-    if row["peer"]:
-      row.update({k: v for k, v in meta.items() if k.startswith("torch_allow")})
+    if "cut" in record:
+      row["cut"] = record["cut"]
     for part in ("train", "eval"):
-      if f"{who}/{part}" in timing:
-        row.update(stats(timing[f"{who}/{part}"], batch, part))
+      if part in record["parts"]:
+        row.update(stats(record["parts"][part], base["batch_size"], part))
       rate = row.get(f"{part}_windows_per_s")
       factor = 3 if part == "train" else 1
       row[f"{part}_tflops"] = rate * factor * flops / 1e12 if rate else None
-    row["mfu"] = row["train_tflops"] * 1e12 / peak if row["train_tflops"] else None
-    row["eval_mfu"] = row["eval_tflops"] * 1e12 / peak if row["eval_tflops"] else None
+    xla = row.get("train_flop_per_window_xla")
+    row["train_tflops_xla"] = (row["train_windows_per_s"] * xla / 1e12
+                               if xla and row["train_tflops"] else None)
+    row["xla_over_analytic_flops"] = xla / (3 * flops) if xla else None
+    for key, tflops in (("mfu", "train_tflops"), ("eval_mfu", "eval_tflops"),
+                        ("mfu_xla", "train_tflops_xla")):
+      row[key] = row[tflops] * 1e12 / peak if row[tflops] and peak else None
     row["mfu_datasheet"] = (row["train_tflops"] / row["datasheet_tflops"]
                             if row["train_tflops"] and sheet else None)
-    if f"{who}/pipeline" in timing:
-      pipe = stats(timing[f"{who}/pipeline"], batch, "pipeline")
+    if "pipeline" in record["parts"]:
+      pipe = stats(record["parts"]["pipeline"], base["batch_size"], "pipeline")
       row["pipeline_windows_per_s"] = pipe.get("pipeline_windows_per_s")
+      row["pipeline_steps_per_repeat"] = pipe["pipeline_steps_per_repeat"]
       if row.get("train_windows_per_s") and row["pipeline_windows_per_s"]:
         row["pipeline_over_train"] = row["pipeline_windows_per_s"] / row["train_windows_per_s"]
     rows.append(row)
-  for key, why in meta.items():
-    if key.startswith("jax:"):
-      parts = key.split(":")
-      rows.append(dict(base, impl=parts[1], peer=False, error=why,
-                       parallelism=parts[2] if len(parts) > 2 else "pmap"))
   add_ratios(rows)
-  return rows, meta
+  return rows
+
+
+def measure(label: str, config, dtype: str, batch: int, n_dev: int, impls: list[str],
+            peers: list[str], precision: str, budget: Budget, machine: dict,
+            emit=lambda rows: None) -> list[dict]:
+  """Rows for the JAX impls (and, on one device, the peers) of one setting, timed together;
+  `emit(rows)` gets them after every contender and every round of repeats."""
+  device_kind = jax.devices()[0].device_kind
+  base = {"config": label, "dataset": config.dataset, "variant": config.model.backbone + "/" +
+          config.model.attention, "dtype": dtype, "matmul_precision": precision,
+          "batch_size": batch, "devices": n_dev, "device": device_kind,
+          "platform": jax.default_backend(), **machine}
+  flops = summary.forward_flops(models.create_model(with_model(config, dtype, impls[0])),
+                               config.input_shape)
+  size, sheet = peak_size(), datasheet_tflops(device_kind, dtype, precision)
+  contenders = contenders_of(config, dtype, batch, n_dev, impls, peers, precision)
+  if _QUIET_WAIT.value and not budget.spent():
+    waited = wait_until_quiet(_QUIET_CORES.value, _QUIET_WAIT.value)
+    print(f"  other processes use {fmt(waited, '.2f')} cores before timing", flush=True)
+  rows_of = lambda records, others: setting_rows(records, base, flops, size, n_dev, sheet,
+                                                 others)
+  records, others = time_contenders(
+      contenders, budget, repeats=_REPEATS.value, warmup=_WARMUP.value, steps=_STEPS.value,
+      min_repeat_s=_MIN_REPEAT.value, compile_timeout=_TORCH_COMPILE_TIMEOUT.value,
+      on_update=lambda records, others: emit(rows_of(records, others)))
+  if others is not None and others > _QUIET_CORES.value:
+    print(f"  WARNING: other processes used {others:.2f} CPU cores while this was timed; "
+          "rates are lower than on an idle machine (PyTorch's OpenMP loses most).", flush=True)
+  if "error" in records.get("peak", {}):
+    raise RuntimeError(f"The {size}² matmul failed: {records['peak']['error']}")
+  rows = rows_of(records, others)
+  peak = next((r["peak_tflops"] for r in rows if r.get("peak_tflops")), None)
+  if peak:
+    print(f"  matmul peak ({size}×{size} @ {size}×{size}, {dtype}, median, interleaved with the "
+          f"steps): {peak / n_dev:.4f} TFLOP/s per device", flush=True)
+  return rows
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -542,11 +740,11 @@ def versions() -> dict:
          "python": platform.python_version(), "device": jax.devices()[0].device_kind,
          "platform": jax.default_backend(), "local_devices": jax.local_device_count(),
          "cpu_count": os.cpu_count(), "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
-  try:
-    import torch_reference  # pylint: disable=import-outside-toplevel
-    out.update(torch_reference.versions())
-  except ImportError:
+  modules = torch_modules()
+  if modules is None:
     out["torch"] = None
+  else:
+    out.update(modules[1].versions())
   return out
 
 
@@ -561,27 +759,29 @@ def print_rows(rows: list[dict]) -> None:
 def table(rows: list[dict]) -> str:
   """The rows as a Markdown table: one line per contender of each setting."""
   head = ("config", "numerics", "batch", "dev", "impl", "train win/s", "ms/step [min-max]",
-          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU (measured peak)",
+          "eval win/s", "ms/step [min-max]", "TFLOP/s", "MFU (measured peak)", "MFU (XLA FLOPs)",
           "MFU (datasheet)", "compile s", "vs peer", "others' cores")
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    numerics_ = f"{r['dtype']}/{r.get('matmul_precision', 'default')}"
-    impl = r["impl"] + (f" ({r['parallelism']})" if r.get("parallelism") not in (None, "pmap")
-                        else "")
+    numerics_ = f"{r.get('dtype', '-')}/{r.get('matmul_precision', 'default')}"
+    impl = (r.get("impl") or r.get("contender", "-")) + (
+        f" ({r['parallelism']})" if r.get("parallelism") not in (None, "pmap") else "") + (
+        " (cut)" if "cut" in r else "")
     if "error" in r or "not_run" in r:
       why = f"unavailable: {r['error']}" if "error" in r else f"not run: {r['not_run']}"
-      lines.append(f"| {r['config']} | {numerics_} | {r['batch_size']} | {r['devices']} | "
-                   f"{impl} | {why} |")
+      lines.append(f"| {r['config']} | {numerics_} | {r['batch_size']} | {r.get('devices', '-')} "
+                   f"| {impl} | {why} |")
       continue
     spread = lambda p: (f"{fmt(r.get(p + '_ms'))} [{fmt(r.get(p + '_ms_min'), '.0f')}-"
                         f"{fmt(r.get(p + '_ms_max'), '.0f')}]")
     ratios = ", ".join(f"{k.split('_over_')[1]} ×{v:.2f} ({k.split('_')[0]})"
                        for k, v in r.items() if "_over_torch" in k)
     cells = (r["config"], numerics_, r["batch_size"], r["devices"], impl,
-             fmt(r.get("train_windows_per_s")), spread("train"),
+             fmt(r.get("train_windows_per_s", r.get("trainer_windows_per_s"))), spread("train"),
              fmt(r.get("eval_windows_per_s")), spread("eval"),
              fmt(r.get("train_tflops"), ".4f"), fmt(r.get("mfu"), ".1%"),
-             fmt(r.get("mfu_datasheet"), ".1%"), fmt(r.get("train_compile_s"), ".1f"),
+             fmt(r.get("mfu_xla"), ".1%"), fmt(r.get("mfu_datasheet"), ".1%"),
+             fmt(r.get("train_compile_s"), ".1f"),
              ratios or "-", fmt(r.get("other_cores_during_timing"), ".2f"))
     lines.append("| " + " | ".join(map(str, cells)) + " |")
   return "\n".join(lines)
@@ -593,13 +793,24 @@ def main(argv):
   kept = _KEEP_FREED_MEMORY.value and host_memory.keep_freed_memory_on_cpu()
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  for flag in (_MIN_REPEAT, _TORCH_COMPILE_BUDGET, _TIME_BUDGET):
+    if flag.value < 0:
+      raise app.UsageError(f"--{flag.name}={flag.value:g}: must be 0 or more.")
+  CACHE.install()
   info = dict(versions(), freed_memory_kept=kept)
   print("versions: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+  # What a datasheet peak assumes of the GPU, in every row (None off a GPU).
+  smi = peaks.nvidia_smi() if jax.default_backend() == "gpu" else {}
+  machine = {"nvidia_smi_clocks_max_sm": smi.get("nvidia_smi_clocks_max_sm"),
+             "nvidia_smi_power_limit": smi.get("nvidia_smi_power_limit")}
   configs = load_configs()
-  torch_ok = _TORCH.value
-  if torch_ok and info.get("torch") is None:
-    print("torch not installed: peer skipped")
-    torch_ok = False
+  peers = []
+  if _TORCH.value:
+    skipped = torch_skip_reason()
+    if skipped:
+      print(skipped)
+    else:
+      peers = [p for p, on in zip(PEERS, (True, _TORCH_TUNED.value, _TORCH_COMPILE.value)) if on]
   for label, config in configs:
     flops = summary.forward_flops(models.create_model(config), config.input_shape)
     print(f"{label}: input {tuple(config.input_shape)}, {config.num_classes} classes, "
@@ -612,7 +823,8 @@ def main(argv):
             f"{summary.forward_flops(models.create_model(authors), (64, 107)) / 1e6:,.0f} "
             "MFLOP/window)")
   rows = previous_rows()
-  started = time.perf_counter()
+  budget = Budget(_TIME_BUDGET.value, _TORCH_COMPILE_BUDGET.value)
+  with_info = lambda new: [dict(row, versions=info) for row in new]
   for label, config in configs:
     impls = _CONV_IMPLS.value or [config.model.conv_impl]
     for dtype, precision in numerics(config):
@@ -620,23 +832,22 @@ def main(argv):
         for n_dev in device_counts():
           print(f"== {label} {dtype}/{precision} batch {batch} on {n_dev} device(s): "
                 f"{', '.join(impls)}", flush=True)
-          if _TIME_BUDGET.value and time.perf_counter() - started > _TIME_BUDGET.value:
-            new = [{"config": label, "dataset": config.dataset, "dtype": dtype,
-                    "matmul_precision": precision, "batch_size": batch, "devices": n_dev,
-                    "impl": "all", "peer": False,
-                    "not_run": f"--time_budget_s={_TIME_BUDGET.value:g} spent"}]
-          else:
-            new, meta = measure(label, config, dtype, batch, n_dev, impls, torch_ok, precision)
-            if "skipped" in meta:
-              print("  " + meta["skipped"])
-            gc.collect()  # an OOM setting's buffers go before the next one allocates
+          # Written as each contender is measured, so a run killed midway keeps its rows.
+          new = measure(label, config, dtype, batch, n_dev, impls, peers, precision, budget,
+                        machine, emit=lambda part: write_json(rows + with_info(part)))
+          gc.collect()  # an OOM setting's buffers go before the next one allocates
           print_rows(new)
-          rows.extend(dict(row, versions=info) for row in new)
-          write_json(rows)  # after every setting, so a run cut short keeps what it measured
+          rows.extend(with_info(new))
+          write_json(rows)
   if _TRAINER.value:
     for batch in map(int, _BATCH_SIZES.value):
-      rows.extend(dict(r, versions=info) for r in trainer_bench.rows(configs, batch))
-    write_json(rows)
+      for label, config in configs:
+        why = budget.spent()
+        new = ([{"config": label, "dataset": config.dataset, "contender": "trainer",
+                 "batch_size": batch, "impl": "trainer", "peer": False, "not_run": why}]
+               if why else trainer_bench.rows([(label, config)], batch))
+        rows.extend(with_info(new))
+        write_json(rows)
   print("\nAll rows:")
   print_rows(rows)
   pipe = [r for r in rows if r.get("pipeline_over_train") and r["dataset"] == "pamap2"]
@@ -656,14 +867,19 @@ def previous_rows() -> list[dict]:
 
 
 def write_json(rows: list[dict]) -> None:
+  """--json and --markdown, each replaced whole (a temporary file renamed over it), so that a
+  process killed while writing leaves the previous version, never half a file."""
   if _JSON.value:
-    path = pathlib.Path(_JSON.value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1))
+    write_atomic(pathlib.Path(_JSON.value), json.dumps(rows, indent=1))
   if _MARKDOWN.value:
-    path = pathlib.Path(_MARKDOWN.value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(table(rows) + "\n")
+    write_atomic(pathlib.Path(_MARKDOWN.value), table(rows) + "\n")
+
+
+def write_atomic(path: pathlib.Path, text: str) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
 
 
 if __name__ == "__main__":

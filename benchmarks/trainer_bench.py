@@ -42,12 +42,14 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from danhar_jax import checkpoints  # pylint: disable=g-import-not-at-top
 from danhar_jax import input_pipeline
 from danhar_jax import metrics as metrics_lib
 from danhar_jax import parallel
 from danhar_jax import train
+import jax_steps  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 DATASETS = ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly")
 NULL_CLASSES = [17]  # the classes of the null steps' logits: set from the config being timed
@@ -125,12 +127,6 @@ class EpochClock:
       yield self
 
 
-def synthetic(n: int, shape, num_classes: int, seed: int):
-  rng = np.random.default_rng(seed)
-  return {"signal": rng.standard_normal((n, *shape), np.float32),
-          "label": rng.integers(0, num_classes, n).astype(np.int32)}
-
-
 def bench_config(config, batch: int, steps_per_call: int | None, epochs: int,
                  steps_per_epoch: int, save_every_s: float | None):
   config = config.copy_and_resolve_references()
@@ -149,8 +145,8 @@ def host_us_per_step(config, windows: int, batch: int = 256, steps_per_call=None
   2..`epochs` (boundaries included)."""
   config = bench_config(config, batch, steps_per_call, epochs, -1, save_every_s)
   NULL_CLASSES[0] = config.num_classes
-  splits = (synthetic(windows, (1, 1), config.num_classes, 0),
-            synthetic(n_test, (1, 1), config.num_classes, 1), [])
+  splits = (jax_steps.synthetic(windows, (1, 1), config.num_classes, 0),
+            jax_steps.synthetic(n_test, (1, 1), config.num_classes, 1), [])
   clock = EpochClock()
   with tempfile.TemporaryDirectory() as workdir, clock.installed(), \
       patched(input_pipeline, open_splits=lambda _: splits), \
@@ -169,36 +165,17 @@ def host_us_per_step(config, windows: int, batch: int = 256, steps_per_call=None
 
 def bare_step(config, batch: int, n_train: int):
   """run(n): n bare mapped steps on a batch already on the device, then block (the ceiling)."""
-  par = parallel.Parallel(config.parallelism)
-  model = train.models.create_model(config, bn_axis_name=parallel.AXIS)
-  p_train = par.map(train.with_matmul_precision(train.train_step,
-                                                config.get("matmul_precision", "default")),
-                    in_replicated=(True, False), out_replicated=(True, True), donate_argnums=(0,))
-  data = synthetic(batch, config.input_shape, config.num_classes, 2)
-  n_dev = jax.local_device_count()
-  local = {k: v.reshape(n_dev, -1, *v.shape[1:]) for k, v in data.items()}
-  if config.parallelism == "pmap":
-    device_batch = jax.device_put(local, jax.sharding.NamedSharding(
-        jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.AXIS,)),
-        jax.sharding.PartitionSpec(parallel.AXIS)))
-  else:
-    device_batch = {k: par.shard(v) for k, v in local.items()}
-  box = {"state": par.replicate(train.create_train_state(config, model, n_train // batch))}
-
-  def run(n):
-    for _ in range(n):
-      box["state"], m = p_train(box["state"], device_batch)
-    jax.block_until_ready((box["state"], m))
-
-  return run
+  return jax_steps.mapped_steps(config, batch, jax.local_device_count(), config.parallelism,
+                                split_windows=batch, steps_per_epoch=n_train // batch,
+                                batch_flag="--batch_size").run_train
 
 
 def loop_efficiency(label: str, config, batch: int = 64, steps_per_call=None, epochs: int = 4,
                     steps_per_epoch: int = 10, n_test: int = 512, save_every_s=None) -> dict:
   config = bench_config(config, batch, steps_per_call, epochs, steps_per_epoch, save_every_s)
   n_train = batch * steps_per_epoch
-  splits = (synthetic(n_train, config.input_shape, config.num_classes, 0),
-            synthetic(n_test, config.input_shape, config.num_classes, 1), [])
+  splits = (jax_steps.synthetic(n_train, config.input_shape, config.num_classes, 0),
+            jax_steps.synthetic(n_test, config.input_shape, config.num_classes, 1), [])
   run = bare_step(config, batch, n_train)
   run(2)  # compiles
   bare_s = []

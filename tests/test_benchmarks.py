@@ -1,11 +1,14 @@
 """The throughput benchmark's report and the PyTorch peer's architecture; no timing assertions."""
 
+import importlib
 import importlib.util
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -153,3 +156,148 @@ def test_a_cell_runs_once_per_command_and_keeps_its_log(tmp_path):
   failed = cell_runner.run([sys.executable, "-c", "raise SystemExit(3)"], workdir, "test cell")
   assert failed["returncode"] == 3 and failed["resumed"]
   assert open(os.path.join(workdir, "log.txt")).read() == "ran 1\n"
+
+
+def fake_contender(throughput, who, clock, seconds, calls):
+  """A contender whose every step advances the fake `clock` by `seconds`."""
+
+  def build():
+    def run(n):
+      calls.append(who)
+      clock[0] += seconds * n
+    return throughput.Built({"matmul" if who == "peak" else "train": run})
+
+  return throughput.Contender(who, build, torch_compile=who.startswith("torch_compile"))
+
+
+BASE = {"config": "wisdm", "dataset": "wisdm", "dtype": "float32", "batch_size": 4,
+        "devices": 1}
+
+
+@pytest.fixture(name="throughput")
+def throughput_module():
+  # Imported here, not at the top: its absl flags are defined on import, and only these tests
+  # need them.
+  return importlib.import_module("throughput")
+
+
+def test_a_spent_budget_marks_the_remaining_contenders_not_run(throughput, monkeypatch):
+  """--time_budget_s is checked before every contender and every round of repeats: what
+  started keeps its timing (cut), the rest become 'not run' rows saying why."""
+  clock, calls, updates = [0.0], [], []
+  monkeypatch.setattr(throughput.time, "perf_counter", lambda: clock[0])
+  budget = throughput.Budget(10, clock=lambda: clock[0])
+  contenders = [fake_contender(throughput, who, clock, s, calls)
+                for who, s in (("peak", 1), ("jax:a", 4), ("jax:b", 1), ("torch_eager", 1))]
+  # peak's two first calls end at 2 s, jax:a's at 10, jax:b's at 12: torch_eager starts late.
+  records, _ = throughput.time_contenders(
+      contenders, budget, repeats=3, warmup=0, steps=1, min_repeat_s=0,
+      on_update=lambda records, others: updates.append(dict(records)))
+  assert records["torch_eager"] == {"not_run": "--time_budget_s=10 spent"}
+  assert "torch_eager" not in calls
+  # After each contender, after the one round of repeats, and after the cut.
+  assert [list(u) for u in updates] == [["peak"], ["peak", "jax:a"], ["peak", "jax:a", "jax:b"],
+                                        ["peak", "jax:a", "jax:b", "torch_eager"]] + [
+                                            ["peak", "jax:a", "jax:b", "torch_eager"]] * 2
+  for who in ("jax:a", "jax:b"):  # one round of repeats ran, the second found the budget spent
+    assert len(records[who]["parts"]["train"]["step_s"]) == 1
+    assert records[who]["cut"] == "--time_budget_s=10 spent after 1 of 3 repeats"
+  rows = throughput.setting_rows(records, BASE, flops=1e6, size=64, n_dev=1, sheet=None,
+                                 others=None)
+  by_impl = {r["impl"]: r for r in rows}
+  assert set(by_impl) == {"a", "b", "torch_eager"}
+  assert by_impl["torch_eager"]["not_run"] == "--time_budget_s=10 spent"
+  assert by_impl["a"]["train_windows_per_s"] == 4 / 4.0 and by_impl["a"]["train_repeats"] == 1
+  assert by_impl["a"]["mfu"] is not None  # the peak was timed first
+  assert "not run: --time_budget_s=10 spent" in throughput.table(rows)
+
+
+def test_torch_compile_draws_on_its_own_allowance(throughput, monkeypatch):
+  """A slow torch.compile is charged to --torch_compile_budget_s, not --time_budget_s: the JAX
+  contender after it still runs, a second compiled peer does not."""
+  clock, calls = [0.0], []
+  monkeypatch.setattr(throughput.time, "perf_counter", lambda: clock[0])
+  budget = throughput.Budget(10, 50, clock=lambda: clock[0])
+  contenders = [fake_contender(throughput, who, clock, s, calls)
+                for who, s in (("peak", 1), ("torch_compile", 30), ("torch_compile_b", 1),
+                               ("jax:a", 1))]
+  records, _ = throughput.time_contenders(contenders, budget, repeats=1, warmup=0, steps=1,
+                                          min_repeat_s=0)
+  assert records["torch_compile_b"] == {"not_run": "--torch_compile_budget_s=50 spent"}
+  # jax:a was prepared and timed before the compile began, then timed again beside it.
+  assert calls[:calls.index("torch_compile")] == ["peak", "peak", "jax:a", "jax:a", "peak",
+                                                  "jax:a"]
+  assert records["jax:a"]["parts"]["train"]["step_s"] == [1.0, 1.0]
+  assert records["torch_compile"]["parts"]["train"]["step_s"] == [30.0]
+  # The second round began 92 s in, 60 of them torch.compile's first calls: not spent.
+  assert budget.compiling_s == 60 and "cut" not in records["jax:a"]
+
+
+def test_repeats_are_sized_to_last_min_repeat_s(throughput, monkeypatch):
+  assert throughput.steps_for(0.004, 0.1) == 25
+  assert throughput.steps_for(0.3, 0.1) == 1
+  clock, calls = [0.0], []
+  run = fake_contender(throughput, "jax:a", clock, 0.002, calls).build().parts["train"]
+  monkeypatch.setattr(throughput.time, "perf_counter", lambda: clock[0])
+  # Two first calls of 1 step, then one warmup repeat of 50 steps (0.1 s / 2 ms), re-sized.
+  timing = throughput.prepare(run, warmup=1, steps=0, min_repeat_s=0.1)
+  assert timing["steps"] == 50 and calls == ["jax:a"] * 3
+  assert throughput.prepare(run, warmup=1, steps=7, min_repeat_s=0.1)["steps"] == 7
+
+
+def test_cache_events_tell_a_persistent_cache_hit(throughput, tmp_path):
+  events = throughput.CacheEvents()
+  events.installed = True  # the listener is called by hand here
+  before = events.snapshot()
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+  try:
+    events.listen(events.REQUEST)
+    assert events.hit(before) is False
+    events.listen(events.HIT)
+    events.listen("/jax/some_other_event")
+    assert events.hit(before) is True
+    events.listen(events.REQUEST)
+    assert events.hit(before) is False  # one of two compiles missed
+    assert events.hit(events.snapshot()) is None  # nothing compiled since
+  finally:
+    jax.config.update("jax_compilation_cache_dir", None)
+  events.listen(events.REQUEST)
+  assert events.hit(before) is None  # no cache directory: no persistent cache
+
+
+@pytest.mark.slow
+def test_rows_written_before_a_sigkill_survive(tmp_path):
+  """Rows reach --json as each contender is measured, each write whole: a run killed midway
+  (as a device call's time limit kills it) keeps every row it had written, and they parse."""
+  out, md = tmp_path / "rows.json", tmp_path / "rows.md"
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT),
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"))
+  args = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--configs=wisdm",
+          "--widths=16,16,16", "--batch_sizes=2", "--repeats=100000", "--warmup=0",
+          "--min_repeat_s=0.01", "--peak_size=64", "--split_windows=8", "--notorch",
+          f"--json={out}", f"--markdown={md}"]
+  proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  seen, deadline = [], time.monotonic() + 300
+  try:
+    while time.monotonic() < deadline and proc.poll() is None:
+      if out.exists():
+        seen = json.loads(out.read_text())  # must parse whenever it exists
+        if any(r.get("train_repeats") for r in seen):
+          break
+      time.sleep(0.05)
+    assert proc.poll() is None, f"ended before writing a row: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.kill()
+    proc.wait()
+  assert seen, "no row within 300 s"
+  rows = json.loads(out.read_text())
+  key = lambda r: (r["config"], r["impl"], r["parallelism"], r["batch_size"])
+  assert [key(r) for r in rows] == [key(r) for r in seen] == [("wisdm", "winograd", "pmap", 2)]
+  assert rows[0]["train_repeats"] >= seen[0]["train_repeats"] >= 1
+  assert rows[0]["train_windows_per_s"] > 0 and rows[0]["train_steps_per_repeat"] >= 1
+  assert rows[0]["train_compile_cache_hit"] is False  # an empty cache: compiled here
+  # XLA's count of the compiled step is below the 3× convention (Winograd, no input gradient).
+  assert 0 < rows[0]["xla_over_analytic_flops"] < 1 and rows[0]["mfu_xla"] > 0
+  assert "| wisdm | float32/default | 2 | 1 | winograd |" in md.read_text()
