@@ -130,10 +130,10 @@ def calibrate(config, steps: int) -> dict:
     out = jax.block_until_ready(fn())
     return out, time.perf_counter() - started
 
-  (pstate, _), compile_s = timed(lambda: t.p_train(pstate, t.train_batch(0)))
+  (pstate, _), compile_s = timed(lambda: t.train_steps(pstate, t.empty_tally, 0, 1))
   step_s = []
   for step in range(1, steps + 1):
-    (pstate, _), s = timed(lambda step=step: t.p_train(pstate, t.train_batch(step)))
+    (pstate, _), s = timed(lambda step=step: t.train_steps(pstate, t.empty_tally, step, step + 1))
     step_s.append(s)
   # One evaluation and one localisation pass each, compiling included: an upper bound that
   # keeps the measurement short (an evaluation of the WISDM-2019 test split takes a minute here).

@@ -282,12 +282,6 @@ class Trainer:
       self.subjects, index = np.unique(test["subject"], return_inverse=True)
       self.test_data["subject_onehot"] = self.par.replicate(
           np.eye(len(self.subjects), dtype=np.float32)[index])
-    self.p_gather = self.par.map(gather, in_replicated=(True, False), out_replicated=False)
-    self.p_train = self.par.map(with_matmul_precision(train_step, precision),
-                                in_replicated=(True, False), out_replicated=(True, True),
-                                donate_argnums=(0,))
-    self.p_eval = self.par.map(with_matmul_precision(eval_step, precision),
-                               in_replicated=(True, False), out_replicated=True)
     self.p_train_steps = self.par.map(
         functools.partial(train_steps, with_matmul_precision(train_step, precision)),
         in_replicated=(True, True, True, False, True), out_replicated=(True, True),
@@ -362,16 +356,6 @@ class Trainer:
     if bad >= 0:
       check_finite((done - 1) // self.steps_per_epoch * self.steps_per_epoch + bad,
                    tally["bad_loss"])
-
-  def batch(self, data, positions: np.ndarray):
-    local = positions.reshape(jax.local_device_count(), -1)
-    return self.p_gather(data, self.par.shard(local))
-
-  def train_batch(self, step: int):
-    epoch, s = divmod(step, self.steps_per_epoch)
-    self.hold_train(epoch)
-    rows = self.rows.train_batch(epoch, s)
-    return self.batch(self.train_data, input_pipeline.positions(self.train_rows, rows))
 
   def evaluate(self, pstate) -> dict:
     acc = self.par.unreplicate(self.p_eval_steps(pstate, self.test_data, self.eval_batches))

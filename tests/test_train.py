@@ -299,12 +299,12 @@ def test_the_train_step_compiles_once():
   config = quick_config(1)
   t = train.Trainer(config, train_split, test_split)
   pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
-  pstate, _ = t.p_train(pstate, t.train_batch(0))
+  pstate, _ = t.train_steps(pstate, t.empty_tally, 0, 1)
   jax.block_until_ready(pstate)
   try:
     with jax.log_compiles(True):
-      for step in (1, 2):
-        pstate, _ = t.p_train(pstate, t.train_batch(step))
+      for step, end in ((1, 2), (2, 3), (3, 6)):  # another block length, and the next epoch
+        pstate, _ = t.train_steps(pstate, t.empty_tally, step, end)
       jax.block_until_ready(pstate)
   finally:
     logging.getLogger("jax").removeHandler(handler)
