@@ -3,7 +3,7 @@
 # pass before any GPU run. The recipe call is rehearsed when runs/recipe_tfds holds the prepared
 # WISDM-2019 dataset (see benchmarks/device_check.sh).
 #
-#   bash benchmarks/device_rehearsal.sh        # about 25 minutes; everything under .rehearsal/
+#   bash benchmarks/device_rehearsal.sh        # about 15 minutes; everything under .rehearsal/
 #
 # - A fresh venv of Python 3.12 (the image's) holding only packages of the GPU image
 #   (benchmarks/device/image_packages.txt) at the image's versions: jax/jaxlib 0.11.2 (CPU: the
