@@ -3,13 +3,15 @@
 # pass before any GPU run. The recipe call is rehearsed when runs/recipe_tfds holds the prepared
 # WISDM-2019 dataset (see benchmarks/device_check.sh).
 #
-#   bash benchmarks/device_rehearsal.sh        # about 10 minutes; everything under .rehearsal/
+#   bash benchmarks/device_rehearsal.sh        # about 15 minutes; everything under .rehearsal/
 #
-# - A fresh venv holding only packages of the GPU image (benchmarks/device/image_packages.txt), at
-#   the closest versions reachable here (jax 0.10.2 for the image's 0.11.2, torch 2.13.0 CPU for
-#   its 2.11.0, this machine's Python for its 3.12); what else pip brings is removed again.
-# - The GPU's wheels (.whl/, Python 3.12) built by benchmarks/device_wheels.sh, and the same list
-#   for this Python, which the rehearsal installs --no-index --no-deps --target as the GPU does.
+# - A fresh venv of Python 3.12 (the image's) holding only packages of the GPU image
+#   (benchmarks/device/image_packages.txt) at the image's versions: jax/jaxlib 0.11.2 (CPU: the
+#   CUDA plugins are left out), numpy 2.5.2, torch 2.11.0 (the registry's CUDA 13 build, run on
+#   the CPU: it has no CPU-only one), flax 0.12.12, optax 0.2.8, orbax-checkpoint 0.12.8; what
+#   else pip brings is removed again. REHEARSAL_PYTHON=PATH picks another 3.12 interpreter.
+# - The GPU's wheels (.whl/, Python 3.12) built by benchmarks/device_wheels.sh, carried into the
+#   copy as the device tool carries .whl, and installed --no-index --no-deps --target as there.
 # - A copy of the working tree as the device tool sends it (tracked and untracked-not-ignored
 #   files), with no shared/ beside it; `python3` alone on PATH, no `python`; no network
 #   (`unshare -n`); a bare environment and an empty compilation cache.
@@ -17,18 +19,38 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 R=$ROOT/.rehearsal
+t0=$(date +%s)
+if [ "${REHEARSAL_REUSE_VENV:-0}" = 1 ] && [ -x "$R/venv/bin/python3" ]; then
+  # The last rehearsal's venv, as it left it: for reruns after a fix outside the venv.
+  find "$R" -mindepth 1 -maxdepth 1 ! -name venv -exec rm -rf {} +
+  mkdir -p "$R/tree" "$R/home"
+  echo "== venv: the last rehearsal's, reused (REHEARSAL_REUSE_VENV=1)"
+else
 rm -rf "$R"
 mkdir -p "$R/tree" "$R/home"
-PYTHON=${REHEARSAL_PYTHON:-python3}
-t0=$(date +%s)
 
-echo "== venv with the image's packages"
-"$PYTHON" -m venv "$R/venv"
-# The image's packages the project uses, and what they pull; pins are the nearest reachable.
-"$R/venv/bin/python3" -m pip install -q --disable-pip-version-check \
-  jax==0.10.2 jaxlib==0.10.2 flax optax orbax-checkpoint chex numpy scipy scikit-learn \
-  matplotlib absl-py etils pyarrow psutil requests tqdm wrapt pyyaml protobuf packaging \
-  torch==2.13.0 pytest pytest-timeout hypothesis
+echo "== venv with the image's packages (Python 3.12)"
+if [ -n "${REHEARSAL_PYTHON:-}" ]; then
+  mkvenv() { "$REHEARSAL_PYTHON" -m venv "$@"; }
+else  # pyenv's 3.12, without touching the project's default python
+  mkvenv() { PYENV_VERSION=${REHEARSAL_PYENV:-3.12.1} python -m venv "$@"; }
+fi
+if ! mkvenv "$R/venv" >"$R/venv.log" 2>&1 ||
+   ! "$R/venv/bin/python3" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  echo "rehearsal: no Python 3.12 for the venv (the GPU image's); install one or set" \
+    "REHEARSAL_PYTHON=/path/to/python3.12 ($(tail -n 1 "$R/venv.log" 2>/dev/null))" >&2
+  exit 1
+fi
+# The image's packages the project uses, and what they pull, at the image's versions.
+if ! "$R/venv/bin/python3" -m pip install -q --disable-pip-version-check \
+    jax==0.11.2 jaxlib==0.11.2 flax==0.12.12 optax==0.2.8 orbax-checkpoint==0.12.8 \
+    numpy==2.5.2 torch==2.11.0 chex scipy scikit-learn matplotlib absl-py etils pyarrow psutil \
+    requests tqdm wrapt pyyaml protobuf packaging pytest pytest-timeout hypothesis \
+    >"$R/pip.log" 2>&1; then
+  grep -v "is ignored" "$R/pip.log" | tail -n 20
+  echo "rehearsal: installing the image's packages FAILED (all of it in $R/pip.log)" >&2
+  exit 1
+fi
 # Anything pip brought that the image's list lacks (python-dateutil's tzdata) is removed again,
 # so code that needed it fails here as it would there.
 extra=$(cd "$R" && "$R/venv/bin/python3" - "$ROOT/benchmarks/device/image_packages.txt" <<'PYEOF'
@@ -44,11 +66,11 @@ if [ -n "$extra" ]; then
   echo "   not in the image, removed: $extra"
   "$R/venv/bin/python3" -m pip uninstall -q -y $extra
 fi
+fi
 
 echo "== wheels"
 benchmarks/device_wheels.sh .whl 2>&1 | grep -v "is ignored" || true
-PY_VERSION=$("$R/venv/bin/python3" -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
-  benchmarks/device_wheels.sh "$R/tree/.whl" 2>&1 | grep -v "is ignored" || true
+ls .whl/*.whl >/dev/null 2>&1 || { echo "rehearsal: no wheels in .whl/" >&2; exit 1; }
 
 # What the wheels need from the image (promise needs six, ...) goes into the venv as well.
 needs=$("$R/venv/bin/python3" - "$ROOT/benchmarks/device/image_packages.txt" .whl/*.whl <<'PYEOF'
@@ -75,10 +97,13 @@ echo "   the wheels need from the image: $needs"
 echo "== the working tree, as the device tool copies it"
 git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$R/tree/" 2>/dev/null ||
   git ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 tar cf -) | tar xf - -C "$R/tree"
+cp -r .whl "$R/tree/.whl"  # as `carry: [".whl"]` sends it
 echo "   $(du -sh "$R/tree" | cut -f1) ($(du -sh "$R/tree/.whl" | cut -f1) of wheels)"
 
-# The GPU machine has python3 and no python.
-rm -f "$R/venv/bin/python" "$R/venv/bin/pip"*
+# The GPU machine has python3 and no python. The venv's python3 links to its python: point it
+# at the interpreter itself first, or PATH would fall through to the system's python3.
+ln -sf "$(readlink -f "$R/venv/bin/python3")" "$R/venv/bin/python3"
+rm -f "$R/venv/bin/python" "$R/venv/bin/python3.12" "$R/venv/bin/pip"*
 
 bare() {  # bare COMMAND...: python3 only, no network, a bare environment
   env -i PATH="$R/venv/bin:/usr/bin:/bin" HOME="$R/home" LANG=C.UTF-8 \
@@ -87,6 +112,8 @@ bare() {  # bare COMMAND...: python3 only, no network, a bare environment
     QUICK=1 DEVICE_SITE="$R/site" JAX_COMPILATION_CACHE_DIR="$R/xla_cache" unshare -n "$@"
 }
 bare bash -c '! command -v python >/dev/null' || { echo "rehearsal: a python on PATH"; exit 1; }
+bare python3 -c 'import sys; assert sys.prefix == sys.argv[1] and sys.version_info[:2] == (3, 12)' \
+  "$R/venv" || { echo "rehearsal: python3 on PATH is not the venv's Python 3.12" >&2; exit 1; }
 
 # The device tool sends at most 64 MiB: the tree and the wheels; for the recipe call also its
 # data, less the pretrained binaries that benchmarks/device_recipe_stage.sh leaves behind.

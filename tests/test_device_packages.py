@@ -105,3 +105,15 @@ def test_the_bounds_admit_every_jax_a_user_may_have_installed(package, version, 
     newer = [r for r in requires if normalize(r.name) == "flax" and r.marker is not None
              and r.marker.evaluate({"python_version": "3.12"})]
     assert newer and not all(r.specifier.contains(version) for r in newer)
+
+
+def test_the_rehearsal_installs_the_images_pinned_versions_on_its_python():
+  """benchmarks/device_rehearsal.sh rehearses on the image's versions, not stand-ins: every
+  version image_packages.txt pins (but the CUDA plugins, of no use on a CPU) is the one its venv
+  installs, and the venv is Python 3.12, the image's."""
+  script = (ROOT / "benchmarks" / "device_rehearsal.sh").read_text()
+  pins = dict(re.findall(r"\b([a-z][a-z0-9-]*)==([0-9][0-9.]*)\b", script))
+  for name, version in IMAGE.items():
+    if version and not name.startswith("jax-cuda"):
+      assert pins.get(name) == version, (name, version, pins.get(name))
+  assert "sys.version_info[:2] != (3, 12)" in script and "PYENV_VERSION" in script
