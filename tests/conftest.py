@@ -49,6 +49,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 
+def one_error_line(stderr: str) -> str:
+  """The one `error: ` line a failed main.py ends with, checked to be the only one: no
+  traceback, and no interpreter-shutdown noise ("Exception ignored in atexit ...", which
+  Python 3.12+ prints when an exit hook starts a thread) under it or anywhere else."""
+  lines = stderr.strip().splitlines()
+  assert lines, "nothing on stderr"
+  errors = [l for l in lines if l.startswith("error: ")]
+  assert errors == [lines[-1]], stderr[-3000:]
+  assert "Traceback (most recent call last)" not in stderr, stderr[-3000:]
+  assert "Exception ignored" not in stderr, stderr[-3000:]
+  return lines[-1]
+
+
 @pytest.fixture
 def shared_data():
   if not SHARED_DATA.exists():

@@ -25,6 +25,7 @@ from danhar_jax import input_pipeline
 from danhar_jax import models
 from danhar_jax import train
 from tests.conftest import ROOT
+from tests.conftest import one_error_line
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -276,5 +277,5 @@ def test_main_refuses_init_from_torch_into_a_run(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300,
       env={**os.environ, "PYTHONPATH": str(ROOT)})
   assert proc.returncode != 0
-  last = proc.stderr.strip().splitlines()[-1]
+  last = one_error_line(proc.stderr)
   assert last.startswith("error: --workdir=") and "already holds a run" in last, proc.stderr

@@ -48,6 +48,11 @@ def free_port():
 
 def start_two(workdir, logs):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "DANHAR_OFFLINE": "1"}
+  # Not the session's persistent compilation cache: only process 0 writes it, so on a rerun
+  # process 0 loads its executables while process 1 compiles them, and on loaded cores (jax 0.12)
+  # process 0 gives up on the first collective after gloo's 30 s context deadline ("Gloo
+  # context initialization failed: DEADLINE_EXCEEDED") before process 1 gets there.
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
   port = free_port()
   return [subprocess.Popen(
       [sys.executable, "-c", DRIVER.format(root=str(ROOT)), *FLAGS, f"--workdir={workdir}",

@@ -21,6 +21,7 @@ from danhar_jax import parallel
 from danhar_jax import train
 from tests.conftest import ROOT
 from tests.conftest import SHARED_DATA
+from tests.conftest import one_error_line
 from tfds_builders import _common
 
 
@@ -145,7 +146,7 @@ def test_main_py_reports_config_mistakes_in_one_line(flags, message):
   proc = subprocess.run([sys.executable, "main.py", "--mode=summary", *flags], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
-  assert message in proc.stderr.strip().splitlines()[-1]
+  assert message in one_error_line(proc.stderr)
 
 
 def test_a_lost_peer_is_recognised_also_when_wrapped(monkeypatch):

@@ -16,6 +16,7 @@ from danhar_jax import pretrained
 from danhar_jax import trained as trained_lib
 from tests import trained_workdir
 from tests.conftest import ROOT
+from tests.conftest import one_error_line
 
 # Deserialises and runs the export with jax alone; fails if anything of ours or flax loads.
 REPLAY = r"""
@@ -129,7 +130,7 @@ def test_export_refuses_missing_or_untrained_workdir(tmp_path, kind):
   proc = subprocess.run([sys.executable, "main.py", "--mode=export", f"--workdir={workdir}"],
                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1
-  last = proc.stderr.strip().splitlines()[-1]
+  last = one_error_line(proc.stderr)
   assert last.startswith("error: --workdir=") and ("does not exist" if kind == "missing"
                                                    else "untrained") in last
   assert not (workdir / "export").exists()

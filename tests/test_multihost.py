@@ -42,6 +42,9 @@ def wisdm_data(tmp_path_factory):
 def run_two_processes(common, workdir, env) -> list[str]:
   """Runs `common` as processes 0 and 1 of one distributed run; returns their logs."""
   port = free_port()
+  # Not the session's persistent compilation cache (see tests/test_dead_host.py): a process that
+  # loads executables its peer has to compile can miss gloo's 30 s context deadline (jax 0.12).
+  env = {k: v for k, v in env.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   procs = [subprocess.Popen(
       [*common, f"--workdir={workdir}", f"--coordinator_address=localhost:{port}",
        "--num_processes=2", f"--process_id={i}"], cwd=ROOT, env=env,

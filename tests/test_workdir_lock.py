@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
+from tests.conftest import one_error_line
 
 # Takes the workdir lock, says so, and holds it until killed.
 HOLDER = """
@@ -50,7 +51,7 @@ def test_second_run_on_a_locked_workdir_fails_at_once_naming_the_holder(tmp_path
       started = time.perf_counter()
       proc = main_py(workdir, tmp_path, mode)
       assert proc.returncode != 0
-      last = proc.stderr.strip().splitlines()[-1]
+      last = one_error_line(proc.stderr)
       assert last.startswith(f"error: --workdir={workdir} is in use by another run (host "), last
       assert f"pid {holder.pid}, started " in last and "command: " in last, last
       assert time.perf_counter() - started < 60
