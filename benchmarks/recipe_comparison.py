@@ -16,8 +16,8 @@ to measure what the objective changes.
   danhar_no_ln   ...:danhar                  off
 
 Every (cell, seed) is one `python main.py ...` subprocess in its own workdir
-`<runs_dir>/<cell>/seed<k>`, checkpointing at the end of every epoch: a re-run skips finished
-cells and resumes an interrupted one from its checkpoint. The plan (epochs for every cell) is
+`<runs_dir>/<cell>/seed<k>`, checkpointing at an epoch end at most once a minute: a re-run skips
+finished cells and resumes an interrupted one from its last checkpoint. The plan (epochs for every cell) is
 saved in `<runs_dir>/plan.json` and reused by a re-run, so a resumed cell keeps its schedule.
 
 Sizing. Without `--epochs`, the script measures (in-process, on the real data) a train step and an
