@@ -1,6 +1,6 @@
 """Checkpoints of a run: the train state, its config and the input pipeline's position.
 
-Saves are written in Orbax's background thread while training goes on. Orbax commits each step
+Saves are written in Orbax's background thread while training goes on (single-process runs). Orbax commits each step
 atomically and never lists an uncommitted one, so an interrupted save (a kill, a full disk)
 leaves the previous checkpoint as the latest. A committed step can still be damaged later (a
 truncated or overwritten file): `restore` then falls back to the newest step that reads whole.
@@ -116,6 +116,10 @@ def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: 
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
         pipeline=ocp.args.JsonSave(pipeline)))
   _WRITING[str(mngr.directory)] = step
+  if jax.process_count() > 1:
+    # A background commit ends in a barrier of every process: a lost peer would abort the
+    # survivors from that thread, before they could say so in one line.
+    wait(mngr)
 
 
 def wait(mngr: ocp.CheckpointManager) -> None:
@@ -148,12 +152,16 @@ def finish(mngr: ocp.CheckpointManager) -> None:
 @contextlib.contextmanager
 def managed(workdir: str, max_to_keep: int | None = None):
   """`manager(workdir)`, finished on every exit: a save still being written commits, even when
-  the run stops with an error."""
+  the run stops with an error. (With several processes saves are synchronous, and an error may
+  mean a lost peer, whose barriers would never return: nothing is left to finish then.)"""
   mngr = manager(workdir, max_to_keep)
   try:
     yield mngr
-  finally:
-    finish(mngr)
+  except BaseException:
+    if jax.process_count() == 1:
+      finish(mngr)
+    raise
+  finish(mngr)
 
 
 def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,
