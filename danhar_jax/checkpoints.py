@@ -1,8 +1,8 @@
 """Checkpoints of a run: the train state, its config and the input pipeline's position.
 
-Saves are written in Orbax's background thread while training goes on (single-process runs). Orbax commits each step
-atomically and never lists an uncommitted one, so an interrupted save (a kill, a full disk)
-leaves the previous checkpoint as the latest. A committed step can still be damaged later (a
+Single-process runs write their saves in Orbax's background thread while training goes on.
+Orbax commits each step atomically and never lists an uncommitted one, so an interrupted save
+(a kill, a full disk) leaves the previous checkpoint as the latest. A committed step can still be damaged later (a
 truncated or overwritten file): `restore` then falls back to the newest step that reads whole.
 A workdir belongs to one config: `restore` refuses a config that would change the state or the
 data, before it reads the state.

@@ -208,26 +208,33 @@ def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return order
 
 
-def train_indices(seed: int, epoch: int, step_in_epoch: int, num_examples: int,
-                  global_batch: int, num_processes: int = 1, process_index: int = 0):
-  """This process's rows of the global batch at (epoch, step): `[global_batch / processes]`.
+def epoch_batches(seed: int, epoch: int, steps: int, num_examples: int, global_batch: int,
+                  num_processes: int = 1, process_index: int = 0) -> np.ndarray:
+  """This process's rows of the first `steps` global batches of `epoch`:
+  `[steps, global_batch / processes]`, a view of the epoch's order.
 
   Each epoch covers `num_examples // global_batch` full batches; the remainder (fewer than one
   batch) is left out of that epoch only, and since every epoch is reshuffled no window is skipped
   systematically.
   """
   order = epoch_order(seed, epoch, num_examples)
-  batch = order[step_in_epoch * global_batch:(step_in_epoch + 1) * global_batch]
+  batches = order[:steps * global_batch].reshape(steps, global_batch)
   per_process = global_batch // num_processes
-  return batch[process_index * per_process:(process_index + 1) * per_process]
+  return batches[:, process_index * per_process:(process_index + 1) * per_process]
+
+
+def train_indices(seed: int, epoch: int, step_in_epoch: int, num_examples: int,
+                  global_batch: int, num_processes: int = 1, process_index: int = 0):
+  """This process's rows of the global batch at (epoch, step): `[global_batch / processes]`."""
+  return epoch_batches(seed, epoch, step_in_epoch + 1, num_examples, global_batch,
+                       num_processes, process_index)[step_in_epoch]
 
 
 def epoch_rows(seed: int, epoch: int, steps: int, num_examples: int, global_batch: int,
                num_processes: int = 1, process_index: int = 0) -> np.ndarray:
   """Every row this process trains on in `steps` steps of `epoch`, sorted: its epoch shard."""
-  return np.sort(np.concatenate([
-      train_indices(seed, epoch, s, num_examples, global_batch, num_processes, process_index)
-      for s in range(steps)]))
+  return np.sort(epoch_batches(seed, epoch, steps, num_examples, global_batch, num_processes,
+                               process_index).ravel())
 
 
 def eval_rows(num_examples: int, global_batch: int, num_processes: int = 1,
@@ -293,10 +300,8 @@ class ProcessRows:
   def train_epoch(self, epoch: int) -> np.ndarray:
     """This process's rows of every batch of `epoch`: `[steps_per_epoch, its batch]`, row s
     being `train_batch(epoch, s)`."""
-    order = epoch_order(self.seed, epoch, self.n_train)
-    batches = order[:self.steps_per_epoch * self.global_batch].reshape(self.steps_per_epoch, -1)
-    per_process = self.global_batch // self.num_processes
-    return batches[:, self.process_index * per_process:(self.process_index + 1) * per_process]
+    return epoch_batches(self.seed, epoch, self.steps_per_epoch, self.n_train, self.global_batch,
+                         self.num_processes, self.process_index)
 
   def eval_batches(self):
     """(rows, mask) of this process's part of every eval batch."""

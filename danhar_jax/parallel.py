@@ -58,7 +58,7 @@ class Parallel:
       # call, on its own output, would miss the compile cache and compile again.
       devices = devices or jax.local_devices()
       n = len(devices)
-      sharding = NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)), P(AXIS))
+      sharding = pmap_sharding(devices)
       return jax.tree.map(lambda x: jax.device_put(
           np.broadcast_to(np.asarray(x)[None], (n, *np.shape(x))), sharding), tree)
     return jax.device_put(tree, NamedSharding(self.mesh, P()))
@@ -67,8 +67,7 @@ class Parallel:
     """`shard`, already on the devices: for arrays that serve many calls (pmap would otherwise
     copy a host array to the devices at every call)."""
     if self.mode == "pmap":
-      return jax.device_put(local, NamedSharding(
-          jax.sharding.Mesh(np.array(jax.local_devices()), (AXIS,)), P(AXIS)))
+      return jax.device_put(local, pmap_sharding(jax.local_devices()))
     return self.shard(local)
 
   def unreplicate(self, tree):
@@ -83,6 +82,11 @@ class Parallel:
       return local  # pmap splits the leading axis over the local devices itself
     flat = local.reshape(-1, *local.shape[2:])
     return jax.make_array_from_process_local_data(NamedSharding(self.mesh, P(AXIS)), flat)
+
+
+def pmap_sharding(devices) -> NamedSharding:
+  """The layout pmap gives its outputs: a leading axis over `devices`, on a mesh named AXIS."""
+  return NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)), P(AXIS))
 
 
 def block(tree) -> None:
