@@ -188,10 +188,10 @@ else
   # Numerics-major, so a short call still covers every config in the numerics that matter most.
   # 1. The targets: batch 256 against the eager peer, TF32 on both sides, then bf16.
   sweep b256_tf32 70 --configs=$all --numerics=float32:high --batch_sizes=$b256
-  # The loop users run (`python main.py`): the trainer contender beside the bare step, with its
-  # loop_efficiency and host µs per step.
-  sweep trainer 30 --configs=wisdm,opportunity --numerics=float32:high --batch_sizes=$b256 \
-    --trainer --notorch
+  # The loop users run (`python main.py`): the trainer contender alone (the sweep above has the
+  # bare rows), timing its own bare step beside it for loop_efficiency, and its host µs per step.
+  sweep trainer 50 --configs=wisdm,opportunity --numerics=float32:high --batch_sizes=$b256 \
+    --trainer --nobare --notorch
   sweep b256_bf16 60 --configs=$all --numerics=bfloat16 --batch_sizes=$b256
   # 2. torch.compile (each compile capped at 35 s, all of them at 30 s beside the 25 s for the
   # rest), then JAX's other mapping, jit of shard_map, beside the pmap rows above.

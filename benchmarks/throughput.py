@@ -138,6 +138,11 @@ _QUIET_WAIT = flags.DEFINE_integer("quiet_wait", 0, "Before timing each setting,
 _JSON = flags.DEFINE_string("json", "", "Write the rows here as a JSON list.")
 _TRAINER = flags.DEFINE_boolean("trainer", False, "Also time the `trainer` contender, the loop "
                                 "users run (benchmarks/trainer_bench.py), per config and batch.")
+_BARE = flags.DEFINE_boolean("bare", True, "Time the bare-step settings. --nobare with --trainer "
+                             "times the trainer contender alone (it times its own bare step).")
+# The trainer's host µs per step are timed over epochs of this many steps whatever the batch:
+# the issue's 102,400 windows at batch 256, and a bounded time at small QUICK batches.
+TRAINER_HOST_STEPS = 400
 _KEEP_FREED_MEMORY = flags.DEFINE_boolean(
     "keep_freed_memory", True, "Keep host memory freed by one step for the next "
     "(danhar_jax/host_memory.py), as main.py does. --nokeep_freed_memory shows glibc's default.")
@@ -776,6 +781,10 @@ def table(rows: list[dict]) -> str:
                         f"{fmt(r.get(p + '_ms_max'), '.0f')}]")
     ratios = ", ".join(f"{k.split('_over_')[1]} ×{v:.2f} ({k.split('_')[0]})"
                        for k, v in r.items() if "_over_torch" in k)
+    if r.get("contender") == "trainer":  # its own bare step, host cost and epoch boundary
+      ratios = (f"loop_efficiency {fmt(r.get('loop_efficiency'), '.2f')}, host "
+                f"{fmt(r.get('host_us_per_step'), '.0f')} µs/step, eval {fmt(r.get('eval_s'), '.2f')}"
+                f" s, checkpoint {fmt(r.get('checkpoint_s'), '.2f')} s")
     cells = (r["config"], numerics_, r["batch_size"], r["devices"], impl,
              fmt(r.get("train_windows_per_s", r.get("trainer_windows_per_s"))), spread("train"),
              fmt(r.get("eval_windows_per_s")), spread("eval"),
@@ -793,6 +802,8 @@ def main(argv):
   kept = _KEEP_FREED_MEMORY.value and host_memory.keep_freed_memory_on_cpu()
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  if not (_BARE.value or _TRAINER.value):
+    raise app.UsageError("--nobare without --trainer: nothing to time.")
   for flag in (_MIN_REPEAT, _TORCH_COMPILE_BUDGET, _TIME_BUDGET):
     if flag.value < 0:
       raise app.UsageError(f"--{flag.name}={flag.value:g}: must be 0 or more.")
@@ -825,7 +836,7 @@ def main(argv):
   rows = previous_rows()
   budget = Budget(_TIME_BUDGET.value, _TORCH_COMPILE_BUDGET.value)
   with_info = lambda new: [dict(row, versions=info) for row in new]
-  for label, config in configs:
+  for label, config in configs if _BARE.value else ():
     impls = _CONV_IMPLS.value or [config.model.conv_impl]
     for dtype, precision in numerics(config):
       for batch in map(int, _BATCH_SIZES.value):
@@ -845,7 +856,8 @@ def main(argv):
         why = budget.spent()
         new = ([{"config": label, "dataset": config.dataset, "contender": "trainer",
                  "batch_size": batch, "impl": "trainer", "peer": False, "not_run": why}]
-               if why else trainer_bench.rows([(label, config)], batch))
+               if why else trainer_bench.rows([(label, config)], batch,
+                                              host_windows=TRAINER_HOST_STEPS * batch))
         rows.extend(with_info(new))
         write_json(rows)
   print("\nAll rows:")

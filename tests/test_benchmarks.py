@@ -22,6 +22,7 @@ from tests.test_models import authors_config, with_random
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import cell_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
+import trainer_bench  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Every JSON row must carry these, and the rates must be positive numbers.
 REQUIRED = ("config", "dtype", "batch_size", "devices", "device", "impl", "peer",
@@ -301,3 +302,30 @@ def test_rows_written_before_a_sigkill_survive(tmp_path):
   # XLA's count of the compiled step is below the 3× convention (Winograd, no input gradient).
   assert 0 < rows[0]["xla_over_analytic_flops"] < 1 and rows[0]["mfu_xla"] > 0
   assert "| wisdm | float32/default | 2 | 1 | winograd |" in md.read_text()
+
+
+@pytest.mark.slow
+def test_the_trainer_contender_runs_the_weakly_loop_with_its_localisation_evaluator():
+  """The weakly config scores localisation at every evaluation: the synthetic test split
+  carries segments inside its windows, so the trainer contender times that loop as users run
+  it (it stopped with 'has no segment_start/segment_end features' before)."""
+  config = trainer_bench.load("weakly")
+  config.model.widths = (16, 32, 48)
+  _, test, _ = trainer_bench.synthetic_splits(config, 8, 16, config.input_shape)
+  start, end = test["segment_start"], test["segment_end"]
+  assert (0 <= start).all() and (start < end).all() and (end <= config.input_shape[0]).all()
+  row = trainer_bench.loop_efficiency("weakly", config, batch=2, epochs=2, steps_per_epoch=2,
+                                      n_test=16)
+  assert row["trainer_windows_per_s"] > 0 and row["loop_efficiency"] > 0
+  host = trainer_bench.host_us_per_step(config, 1024, batch=256, epochs=2)
+  assert host["steps_per_epoch"] == 4 and host["host_us_per_step"] > 0
+
+
+def test_a_trainer_row_shows_its_loop_efficiency_host_cost_and_boundary(throughput):
+  row = {"config": "wisdm", "contender": "trainer", "batch_size": 64, "devices": 1,
+         "impl": "trainer", "peer": False, "trainer_windows_per_s": 182.0,
+         "loop_efficiency": 0.994, "host_us_per_step": 114.9, "eval_s": 1.654,
+         "checkpoint_s": 0.0726}
+  text = throughput.table([row])
+  assert "| trainer | 182.0 |" in text
+  assert "loop_efficiency 0.99, host 115 µs/step, eval 1.65 s, checkpoint 0.07 s" in text
