@@ -38,7 +38,7 @@ def resolve_conv_impl(name: str, backend: str | None = None) -> str:
 
 def torch_uniform(fan_in: int):
   """PyTorch's default Conv2d/Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
-  bound = 1.0 / np.sqrt(fan_in)
+  bound = 1.0 / np.sqrt(fan_in) if fan_in else 0.0  # fan_in 0: a zero-element tensor, no values
 
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
