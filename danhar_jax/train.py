@@ -325,7 +325,7 @@ class Trainer:
     if self.order_epoch != epoch:
       self.hold_train(epoch)
       rows = self.rows.train_epoch(epoch)
-      self.order = None
+      self.order = None  # the last epoch's order is freed before the next one is placed
       self.order = self.per_device(input_pipeline.positions(self.train_rows, rows))
       self.order_epoch = epoch
     return self.order
@@ -348,6 +348,10 @@ class Trainer:
     if (s, end - step) not in self.wheres:  # the same few blocks recur every epoch
       self.wheres[s, end - step] = self.par.replicate(np.array([s, end - step], np.int32))
     return self.p_train_steps(pstate, tally, self.train_data, order, self.wheres[s, end - step])
+
+  def host_tally(self, tally) -> dict:
+    """The device tally on the host, in one read; the rest is numpy."""
+    return self.par.unreplicate(jax.device_get(tally))
 
   def check_finite(self, tally, done: int) -> None:
     """Stops the run if a step of `tally` (host-side, steps of the epoch that `done` ends in)
@@ -422,7 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     def read_log(done, tally):
       """Writes the train metrics of the log window ending at `done`, after checking it."""
-      tally = t.par.unreplicate(jax.device_get(tally))  # one read; the rest is numpy
+      tally = t.host_tally(tally)
       t.check_finite(tally, done)
       values = {f"train_{k}": float(v) for k, v in tally["metrics"].compute().items()}
       values["learning_rate"] = float(schedule(done - 1))
@@ -453,7 +457,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if logged is not None and (epoch_done or save):
         last_train, logged = read_log(*logged), None
       if save and tally is not t.empty_tally:  # a checkpoint step inside a log window
-        t.check_finite(t.par.unreplicate(jax.device_get(tally)), done)
+        t.check_finite(t.host_tally(tally), done)
       if epoch_done:
         epoch = done // t.steps_per_epoch
         started = time.perf_counter()
