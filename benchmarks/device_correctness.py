@@ -1,7 +1,7 @@
 r"""On the device at hand: the JAX model against the PyTorch peer with the same weights.
 
-  python benchmarks/device_correctness.py --out=DIR                 # every dataset config
-  python benchmarks/device_correctness.py --out=DIR --configs=wisdm --batch=8
+  python -m benchmarks.device_correctness --out=DIR                 # every dataset config
+  python -m benchmarks.device_correctness --out=DIR --configs=wisdm --batch=8
 
 For each config, with JAX on its default backend and PyTorch on its own default device (the
 GPU, where there is one), both at full float32 ('highest': no TF32):
@@ -32,9 +32,8 @@ import jax
 import numpy as np
 import optax
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if not __package__:  # run as a file, the packages are not importable
+  sys.exit("run it from the repository root as: python -m benchmarks.device_correctness")
 
 from danhar_jax import models  # pylint: disable=g-import-not-at-top
 from danhar_jax import train
@@ -67,7 +66,7 @@ def load_config(spec: str):
 def compare(config, batch: int, seed: int = 0) -> dict[str, float]:
   """Relative errors of every check for one config (see the module docstring)."""
   import torch  # pylint: disable=import-outside-toplevel
-  import torch_reference  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
   torch_reference.set_matmul_precision("highest")
   device = torch_reference.default_device()
   model = models.create_model(config)
@@ -139,7 +138,7 @@ def report(rows: list[dict]) -> str:
 def main(argv):
   del argv
   import torch  # pylint: disable=import-outside-toplevel
-  import torch_reference  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}); "

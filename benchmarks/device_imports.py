@@ -1,6 +1,6 @@
 """Every module the project needs, imported in seconds: the device check's first stage.
 
-  python3 benchmarks/device_imports.py
+  python3 -m benchmarks.device_imports
 
 It reads the project's own files (ast, no import) for their third-party imports, including
 `pytest.importorskip("...")`, then imports each of them and every module of the project. If any
@@ -19,8 +19,11 @@ import sys
 import time
 import traceback
 
+if not __package__:  # run as a file, the packages are not importable
+  sys.exit("run it from the repository root as: python -m benchmarks.device_imports")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PROJECT_DIRS = ("danhar_jax", "tfds_builders", "configs", "benchmarks", "tests")
+PROJECT_DIRS = ("danhar_jax", "tfds_builders", "configs", "benchmarks", "experiments", "tests")
 # Modules the project imports only behind a guard, and why they may be absent on the device.
 OPTIONAL = {
     "tensorflow": "TFDS's own builder test cases; the tfds-cli extra",
@@ -83,8 +86,6 @@ def project_modules() -> list[str]:
 
 
 def main() -> int:
-  sys.path.insert(0, str(ROOT))
-  sys.path.insert(0, str(ROOT / "benchmarks"))
   start = time.perf_counter()
   missing = []
   wanted = [m for m in [*third_party_imports(), *project_modules()] if m not in OPTIONAL]

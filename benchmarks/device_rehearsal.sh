@@ -3,7 +3,7 @@
 # pass before any GPU run. The recipe call is rehearsed when runs/recipe_tfds holds the prepared
 # WISDM-2019 dataset (see benchmarks/device_check.sh).
 #
-#   bash benchmarks/device_rehearsal.sh        # about 15 minutes; everything under .rehearsal/
+#   bash benchmarks/device_rehearsal.sh        # about 10 minutes; everything under .rehearsal/
 #
 # - A fresh venv of Python 3.12 (the image's) holding only packages of the GPU image
 #   (benchmarks/device/image_packages.txt) at the image's versions: jax/jaxlib 0.11.2 (CPU: the
@@ -116,9 +116,9 @@ bare python3 -c 'import sys; assert sys.prefix == sys.argv[1] and sys.version_in
   "$R/venv" || { echo "rehearsal: python3 on PATH is not the venv's Python 3.12" >&2; exit 1; }
 
 # The device tool sends at most 64 MiB: the tree and the wheels; for the recipe call also its
-# data, less the pretrained binaries that benchmarks/device_recipe_stage.sh leaves behind.
+# data, less the pretrained binaries that experiments/device_recipe_stage.sh leaves behind.
 size=$(du -sk "$R/tree" | cut -f1)
-sizes="$((size / 1024)) MiB travel with the correctness and throughput calls"
+sizes="$((size / 1024)) MiB travel with the device call"
 if [ -d runs/recipe_tfds ]; then
   recipe=$((size + $(du -sk runs/recipe_tfds | cut -f1)
             - $(cd "$R/tree" && du -ck pretrained/*/*.npz pretrained/*/*.stablehlo 2>/dev/null |
@@ -131,16 +131,14 @@ if [ "$size" -gt $((64 * 1024)) ]; then
   exit 1
 fi
 echo "   $sizes (limit 64)"
-calls="correctness throughput"
+status=0
+echo "== device_check.sh (correctness, then the plan)"
+(cd "$R/tree" && bare bash benchmarks/device_check.sh "$R/out_plan") || status=1
 if [ -f runs/recipe_tfds/wisdm2019/1.0.0/dataset_info.json ]; then  # carried as on the device
   mkdir -p "$R/tree/runs" && cp -r runs/recipe_tfds "$R/tree/runs/"
-  calls="$calls recipe"
+  echo "== device_check.sh recipe"
+  (cd "$R/tree" && bare bash benchmarks/device_check.sh recipe "$R/out_recipe") || status=1
 fi
-status=0
-for what in $calls; do
-  echo "== device_check.sh $what"
-  (cd "$R/tree" && bare bash benchmarks/device_check.sh "$what" "$R/out_$what") || status=1
-done
 echo "rehearsal: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $(($(date +%s) - t0))s;" \
   "outputs in $R/out_*"
 exit $status

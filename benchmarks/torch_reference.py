@@ -1,4 +1,5 @@
-"""DanHAR in plain PyTorch, built the way the authors' code builds it: the peer for throughput.py.
+"""DanHAR in plain PyTorch, built the way the authors' code builds it: the peer that
+benchmarks/contenders_torch.py times.
 
 The model follows godwenbin/DanHAR: NCHW input `(N, 1, T, S)`,
 `Conv2d` with (k, 1) kernels, `BatchNorm2d`, CBAM channel attention (avg + max pool, a shared
@@ -9,12 +10,12 @@ add, then flatten and one `Linear`. OPPORTUNITY feeds its 64 time steps as input
 can assert the two count the same parameters.
 
 torch is an optional extra (`pip install danhar_jax[torch]`); this module imports it at the top,
-so import it lazily (throughput.py does).
+so import it lazily. It imports JAX only inside `build`, so that a torch worker never loads it.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
 
 import numpy as np
 import torch
@@ -180,11 +181,14 @@ def fixed_batch(config, batch_size: int, device: str):
   return x, y
 
 
-def autocast_for(config, device: str):
-  """bfloat16 autocast when the config computes in bfloat16, as JAX's bf16 with f32 params."""
-  enabled = config.model.dtype == "bfloat16"
+def autocast_for(config, device: str, cache_enabled: bool = True):
+  """bfloat16 autocast when the config computes in bfloat16, as JAX's bf16 with f32 params;
+  otherwise no autocast context at all, as the authors' code. A CUDA graph needs
+  `cache_enabled=False` (PyTorch's CUDA graphs notes)."""
+  if config.model.dtype != "bfloat16":
+    return contextlib.nullcontext
   return lambda: torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
-                                enabled=enabled)
+                                cache_enabled=cache_enabled)
 
 
 def update_on(model: nn.Module, optimizer, x, y, autocast):
@@ -205,7 +209,7 @@ def update_on(model: nn.Module, optimizer, x, y, autocast):
 def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu"):
   """The authors'-style eager peer: (train_step, eval_step) on one fixed batch on `device`.
 
-  Default Adam (foreach), NCHW, no cuDNN autotuning: the way the authors' code trains.
+  PyTorch's default Adam (foreach on CUDA), NCHW, no cuDNN autotuning: as the authors train.
   """
   x, y = fixed_batch(config, batch_size, device)
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
@@ -225,106 +229,14 @@ def make_steps(model: nn.Module, config, batch_size: int, device: str = "cpu"):
   return train_step, eval_step
 
 
-COMPILE_MODES = ("max-autotune-no-cudagraphs", "reduce-overhead")
-
-
 def tune(model: DanHAR, device: str, channels_last: bool) -> DanHAR:
-  """The usual GPU settings on a peer model, in place: cuDNN autotuning and the layout."""
+  """The usual GPU settings on a peer model, in place: cuDNN autotuning (process-wide, so only the
+  tuned groups' processes call it) and the layout."""
   if device.startswith("cuda"):
     torch.backends.cudnn.benchmark = True  # as XLA autotunes its convolutions when compiling
   model.channels_last = channels_last
   return model.to(memory_format=torch.channels_last if channels_last
                   else torch.contiguous_format)
-
-
-def tuned_adam(model: nn.Module, config, device: str, compiled: bool):
-  """(optimizer, how): fused Adam where the device has it; under torch.compile the foreach
-  path, which Inductor fuses itself (capturable on CUDA, so CUDA graphs can hold its step)."""
-  kw = dict(lr=config.learning_rate, weight_decay=config.weight_decay)
-  if compiled:
-    return torch.optim.Adam(model.parameters(), capturable=device.startswith("cuda"),
-                            **kw), "foreach (compiled)"
-  try:
-    return torch.optim.Adam(model.parameters(), fused=True, **kw), "fused"
-  except (RuntimeError, ValueError):  # a device without the fused kernel
-    return torch.optim.Adam(model.parameters(), **kw), "foreach"
-
-
-def tuned_steps(model: DanHAR, config, batch_size: int, device: str = "cpu", *,
-                channels_last: bool = False, compile_mode: str | None = None):
-  """The tuned peer: (train_step, eval_step, info) on one fixed batch on `device`.
-
-  cuDNN autotuning, the given layout, fused Adam, and with `compile_mode` (one of
-  COMPILE_MODES) torch.compile of the whole train step, optimizer included, and of the eval
-  forward. Their first calls compile; the caller bounds and times them apart.
-  """
-  if compile_mode is not None and compile_mode not in COMPILE_MODES:
-    raise ValueError(f"compile_mode {compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
-  tune(model, device, channels_last)
-  x, y = fixed_batch(config, batch_size, device)
-  x = x.contiguous()
-  optimizer, adam = tuned_adam(model, config, device, compile_mode is not None)
-  autocast = autocast_for(config, device)
-  train_body = update_on(model, optimizer, x, y, autocast)
-
-  def eval_body():
-    with torch.no_grad(), autocast():
-      return model(x)
-
-  if compile_mode is not None:
-    train_body = torch.compile(train_body, mode=compile_mode)
-    eval_body = torch.compile(eval_body, mode=compile_mode)
-  graphs = compile_mode == "reduce-overhead" and device.startswith("cuda")
-
-  def train_step():
-    model.train()
-    if graphs:  # a new iteration: the previous step's graph outputs may be overwritten
-      torch.compiler.cudagraph_mark_step_begin()
-    return train_body()
-
-  def eval_step():
-    model.eval()
-    if graphs:
-      torch.compiler.cudagraph_mark_step_begin()
-    return eval_body()
-
-  info = {"torch_adam": adam, "torch_channels_last": channels_last,
-          "torch_cudnn_benchmark": torch.backends.cudnn.benchmark,
-          "torch_compile_mode": compile_mode}
-  return train_step, eval_step, info
-
-
-def faster_layout(config, batch_size: int, device: str, steps: int = 3) -> tuple[bool, dict]:
-  """(channels_last?, {layout: train seconds per step}): both layouts timed on the tuned
-  eager peer, after one warm-up step each."""
-  seconds = {}
-  for channels_last in (False, True):
-    torch.manual_seed(0)
-    train_step, _, _ = tuned_steps(build(config, device), config, batch_size, device,
-                                   channels_last=channels_last)
-    train_step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-      train_step()
-    sync(device)
-    seconds["channels_last" if channels_last else "nchw"] = (time.perf_counter() - start) / steps
-  return seconds["channels_last"] < seconds["nchw"], seconds
-
-
-def time_steps(step, repeats: int, warmup: int) -> tuple[float, list[float]]:
-  """(seconds of the first call, seconds of each timed call after `warmup` more)."""
-  start = time.perf_counter()
-  step()
-  first = time.perf_counter() - start
-  for _ in range(warmup):
-    step()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-  return first, times
 
 
 def set_matmul_precision(precision: str) -> dict:
@@ -344,20 +256,3 @@ def set_matmul_precision(precision: str) -> dict:
 
 def default_device() -> str:
   return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def versions() -> dict:
-  return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-          "torch_device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                           else "cpu")}
-
-
-if __name__ == "__main__":  # a quick self-check: python benchmarks/torch_reference.py
-  import importlib
-  import sys
-  sys.path.insert(0, ".")
-  for name in ("wisdm", "pamap2", "unimib_shar", "opportunity", "weakly"):
-    cfg = importlib.import_module(f"configs.{name}").get_config()
-    net = build(cfg)
-    tr, _ = make_steps(net, cfg, 4)
-    print(name, count_params(net), float(tr()), np.round(time_steps(tr, 2, 0)[1], 3))

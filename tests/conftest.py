@@ -1,9 +1,8 @@
-"""Shared test fixtures: the repository root on sys.path, and where the real data lives."""
+"""Shared test fixtures and where the real data lives (setup.cfg puts the root on sys.path)."""
 
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 
 import pytest
@@ -46,7 +45,6 @@ def pytest_sessionfinish(session, exitstatus):
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # CI clones the repository and puts shared/ beside it, as on the developers' machines.
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 
 
 def one_error_line(stderr: str) -> str:

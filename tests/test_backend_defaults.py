@@ -1,6 +1,5 @@
 """Defaults chosen by backend, once: the conv algorithm, the host-memory tweak, the precision."""
 
-import pathlib
 import subprocess
 import sys
 
@@ -46,22 +45,20 @@ def test_the_expected_platform_follows_jax_platforms(monkeypatch, platforms, exp
 
 def test_host_memory_is_left_alone_where_jax_will_run_on_an_accelerator():
   """In a fresh process that will use a GPU, glibc's policy is not touched."""
-  code = ("import sys; sys.path.insert(0, %r)\n"
-          "from danhar_jax import host_memory\n"
+  code = ("from danhar_jax import host_memory\n"
           "called = []\n"
           "host_memory.keep_freed_memory = lambda: called.append(1) or True\n"
-          "print(host_memory.keep_freed_memory_on_cpu(), called)\n") % str(ROOT)
+          "print(host_memory.keep_freed_memory_on_cpu(), called)\n")
   for platforms, out in (("cuda", "False []"), ("cpu", "True [1]")):
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={"JAX_PLATFORMS": platforms, "PATH": "/usr/bin:/bin"}, timeout=60)
     assert proc.stdout.strip() == out, (platforms, proc.stdout, proc.stderr[-500:])
 
 
 def test_the_torch_peer_takes_the_same_precision():
   pytest.importorskip("torch")
-  sys.path.insert(0, str(pathlib.Path(ROOT) / "benchmarks"))
   import torch  # pylint: disable=import-outside-toplevel
-  import torch_reference  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
   try:
     assert torch_reference.set_matmul_precision("highest") == {
         "torch_allow_tf32_matmul": False, "torch_allow_tf32_cudnn": False}

@@ -25,7 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.host_devices]  # three two-process r
 # main.py, with the fake data in place of a prepared dataset.
 DRIVER = """
 import sys
-sys.path.insert(0, {root!r})
 from danhar_jax import input_pipeline
 from tests.test_train import fake_splits
 data = fake_splits()
@@ -55,7 +54,7 @@ def start_two(workdir, logs):
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   port = free_port()
   return [subprocess.Popen(
-      [sys.executable, "-c", DRIVER.format(root=str(ROOT)), *FLAGS, f"--workdir={workdir}",
+      [sys.executable, "-c", DRIVER, *FLAGS, f"--workdir={workdir}",
        f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
       cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(logs[i], "w"))
       for i in range(2)]

@@ -4,15 +4,13 @@ among the carried wheels (benchmarks/device/), checked statically here on the CP
 import importlib.metadata
 import pathlib
 import re
-import sys
 
 import pytest
 from packaging.requirements import Requirement
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks import device_imports
 
-import device_imports  # pylint: disable=g-import-not-at-top,wrong-import-position
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 DEVICE = ROOT / "benchmarks" / "device"
 

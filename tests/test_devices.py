@@ -16,8 +16,6 @@ pytestmark = [pytest.mark.host_devices, pytest.mark.slow]
 EIGHT = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
 
 INDIVISIBLE = """
-import sys
-sys.path.insert(0, {root!r})
 import jax
 from danhar_jax import input_pipeline, train
 from tests.test_train import fake_splits, quick_config
@@ -40,7 +38,7 @@ def test_divisible_batches_are_the_nearest_multiples(batch, devices, nearest):
 
 @pytest.mark.parametrize("mode", ["pmap", "shard_map"])
 def test_an_indivisible_batch_names_the_devices_and_the_valid_sizes(mode):
-  code = INDIVISIBLE.format(root=ROOT, mode=mode)
+  code = INDIVISIBLE.format(mode=mode)
   proc = subprocess.run([sys.executable, "-c", code], env=EIGHT, cwd=ROOT, capture_output=True,
                         text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,15 +1,14 @@
-"""The verdicts of the seeded experiments' reports: the registered rule and the paired seeds."""
+"""The seeded experiments: their cell runner, the registered rule and the paired seeds."""
 
-import pathlib
+import json
+import os
 import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import preregistered_localization as prereg  # pylint: disable=g-import-not-at-top,wrong-import-position
-import recipe_comparison  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import cell_runner
+from experiments import preregistered_localization as prereg
+from experiments import recipe_comparison
 
 
 def test_the_registered_rule_needs_every_seed_at_the_threshold():
@@ -45,3 +44,21 @@ def test_paired_differences_and_their_plain_verdict():
   assert "the lead survives" in found
   assert "resnet, last macro-F1" in found and "sign changes between seeds (DanHAR ahead on 1 of 3)" in found
   assert "cnn, last accuracy" in found and "cnn leads on every seed" in found
+
+
+def test_a_cell_runs_once_per_command_and_keeps_its_log(tmp_path):
+  """The comparisons' shared cell runner: a record of the same command means done; another
+  command, or none, runs; output is appended to log.txt; a failure is returned, not hidden."""
+  workdir, record = str(tmp_path / "cell"), str(tmp_path / "cell" / "done.json")
+  cmd = [sys.executable, "-c", "import os; print('ran', os.environ['DANHAR_OFFLINE'])"]
+  assert cell_runner.finished_before(record, cmd) is None
+  ran = cell_runner.run(cmd, workdir, "test cell")
+  assert ran["returncode"] == 0 and ran["command"] == cmd[1:] and not ran["resumed"]
+  with open(record, "w") as f:
+    json.dump(ran, f)
+  assert cell_runner.finished_before(record, cmd) == ran
+  assert cell_runner.finished_before(record, [*cmd[:2], "print(2)"]) is None
+  os.makedirs(os.path.join(workdir, "checkpoints"))
+  failed = cell_runner.run([sys.executable, "-c", "raise SystemExit(3)"], workdir, "test cell")
+  assert failed["returncode"] == 3 and failed["resumed"]
+  assert open(os.path.join(workdir, "log.txt")).read() == "ran 1\n"

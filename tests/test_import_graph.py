@@ -1,7 +1,8 @@
-"""The library's modules import each other without circles, imports inside functions included."""
+"""The library's modules import each other without circles, and no file edits sys.path."""
 
 import ast
 import pathlib
+import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "danhar_jax"
@@ -53,3 +54,13 @@ def test_no_module_of_the_library_imports_itself_through_others():
 def test_the_check_sees_a_circle():
   assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
   assert "danhar_jax.checkpoints" in import_graph()["danhar_jax.train"]
+
+
+def test_no_file_edits_sys_path():
+  """Imports go through the packages from the root (setup.cfg's pythonpath, `python -m`, or a
+  subprocess's cwd/PYTHONPATH): no file, nor code it runs in a subprocess, edits sys.path."""
+  dirs = ("danhar_jax", "tfds_builders", "configs", "benchmarks", "experiments", "tests")
+  files = [*ROOT.glob("*.py"), *(p for d in dirs for p in (ROOT / d).rglob("*.py"))]
+  found = [str(p.relative_to(ROOT)) for p in files
+           if re.search(r"sys\.path\.(insert|append)\(", p.read_text())]
+  assert len(files) > 50 and found == []

@@ -247,8 +247,6 @@ def test_subject_mask_selects_the_listed_subjects():
 
 
 DEVICES_SCRIPT = """
-import sys
-sys.path.insert(0, {root!r})
 import jax, numpy as np
 from danhar_jax import input_pipeline, train
 from tests.test_train import fake_splits, quick_config
@@ -265,7 +263,7 @@ np.savez({workdir!r} + "/params_%d.npz" % jax.device_count(), **out)
 
 def run_on_devices(n, modes, workdir):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-  code = DEVICES_SCRIPT.format(root=ROOT, modes=modes, workdir=str(workdir))
+  code = DEVICES_SCRIPT.format(modes=modes, workdir=str(workdir))
   subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT, timeout=600)
   return dict(np.load(os.path.join(workdir, f"params_{n}.npz")))
 

@@ -22,9 +22,9 @@ seconds of one training step and of one evaluation of the largest variant of eac
 gives every cell the same number of epochs so that the whole plan fits `--budget_hours`, prints
 the plan, and runs it:
 
-  python benchmarks/ablation.py --manual_dir=/path/to/wisdm_2019 --budget_hours=2
-  python benchmarks/ablation.py --plan_only ...        # measure and print the plan, run nothing
-  python benchmarks/ablation.py --epochs=1 --steps_per_epoch=2 --seeds=0 \
+  python -m experiments.ablation --manual_dir=/path/to/wisdm_2019 --budget_hours=2
+  python -m experiments.ablation --plan_only ...        # measure and print the plan, run nothing
+  python -m experiments.ablation --epochs=1 --steps_per_epoch=2 --seeds=0 \
       --variants=cnn,danhar --weakly_variants=danhar --name=ablation_smoke   # smoke (minutes)
 """
 
@@ -40,10 +40,11 @@ import time
 
 import numpy as np
 
-import cell_runner  # benchmarks/, on sys.path when run as a script
+if not __package__:  # run as a file, the packages are not importable
+  sys.exit("run it from the repository root as: python -m experiments.ablation")
+from experiments import cell_runner  # pylint: disable=g-import-not-at-top
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SUITES = {
     # suite: (config file, overrides applied to every cell)
@@ -337,7 +338,7 @@ def main(argv=None):
     raise SystemExit(f"Unknown suites {unknown}; valid: {', '.join(SUITES)}.")
   variants = {"wisdm2019": args.variants.split(","), "weakly": args.weakly_variants.split(",")}
   cells = [(s, v, seed) for s in suites for v in variants[s] if v for seed in seeds]
-  command_line = shlex.join(["python", "benchmarks/ablation.py", *sys.argv[1:]])
+  command_line = shlex.join(["python", "-m", "experiments.ablation", *sys.argv[1:]])
 
   # Build the datasets once, before any timing.
   from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top

@@ -30,9 +30,9 @@ each cell's latest checkpoint per test subject, and writes `<out_dir>/<name>.md`
 
 CPU (2 cores, about 90 minutes; the run used for results/recipe_wisdm2019.*):
 
-  python benchmarks/recipe_comparison.py --manual_dir=<wisdm_2019 folder> --budget_minutes=90
-  python benchmarks/recipe_comparison.py --report               # the report alone, at any time
-  python benchmarks/recipe_comparison.py --epochs=1 --steps_per_epoch=2 \
+  python -m experiments.recipe_comparison --manual_dir=<wisdm_2019 folder> --budget_minutes=90
+  python -m experiments.recipe_comparison --report               # the report alone, at any time
+  python -m experiments.recipe_comparison --epochs=1 --steps_per_epoch=2 \
       --runs_dir=/tmp/recipe_smoke --name=recipe_smoke --out_dir=/tmp/recipe_smoke  # smoke
 
 Accelerator, full size (3 seeds × cnn, resnet and the 4 Table VII attention variants, plus
@@ -54,11 +54,12 @@ import sys
 
 import numpy as np
 
+if not __package__:  # run as a file, the packages are not importable
+  sys.exit("run it from the repository root as: python -m experiments.recipe_comparison")
+from experiments import cell_runner  # pylint: disable=g-import-not-at-top
+from experiments.ablation import calibrate  # pylint: disable=g-import-not-at-top
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import cell_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ablation import calibrate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIG_FILE = "configs/wisdm2019.py"
 # cell: (config variant, logit LayerNorm), as each variant's authors' WISDM file trains it.
@@ -472,7 +473,7 @@ def report(args) -> None:
   if summary:
     figure(png, summary)
   found = findings(summary, subjects) + paired_findings(paired, summary, subjects)
-  out = {"command": "python benchmarks/recipe_comparison.py " + " ".join(
+  out = {"command": "python -m experiments.recipe_comparison " + " ".join(
              a.replace(args.manual_dir, "<wisdm_2019 folder>") for a in sys.argv[1:]),
          "cell_command_example": printable(example, args), "conditions": cond,
          "plan": the_plan, "not_run": [t for t in not_run_text if t], "missing": missing,

@@ -3,9 +3,9 @@
 # (33 MiB). With the pretrained model's binaries (25 MiB, unused by the recipe) and the wheels
 # (10 MiB), the call would pass the device tool's 64 MiB, so they are left behind for it.
 #
-#   bash benchmarks/device_recipe_stage.sh DATA_DIR   # DATA_DIR/wisdm2019 built by the builder
+#   bash experiments/device_recipe_stage.sh DATA_DIR   # DATA_DIR/wisdm2019 built by the builder
 #   # the device call: device_check.sh recipe "$OUT", carry .whl and runs/recipe_tfds
-#   bash benchmarks/device_recipe_stage.sh --restore  # at once after the call
+#   bash experiments/device_recipe_stage.sh --restore  # at once after the call
 #
 # The binaries stay on disk untouched: staging only takes them out of git's index and ignores
 # them (.git/info/exclude), so they do not travel; --restore puts both back. Commit nothing while
@@ -32,7 +32,7 @@ if [ "${1:-}" = --restore ]; then
   git status --short -- pretrained
   exit 0
 fi
-DATA=${1:?usage: benchmarks/device_recipe_stage.sh DATA_DIR | --restore}
+DATA=${1:?usage: experiments/device_recipe_stage.sh DATA_DIR | --restore}
 info="$DATA/wisdm2019/1.0.0/dataset_info.json"
 if [ ! -f "$info" ]; then
   echo "device_recipe_stage: $info is missing; build it first: python -m tfds_builders build" \

@@ -6,7 +6,7 @@ any of its runs). This script only reads the runs and applies that rule:
   python main.py --config=configs/weakly.py:danhar --workdir=<runs_dir>/seed<S> \
       --config.manual_dir=<wisdm_2019 folder> --config.test_subjects=1608,1609,1610,1611 \
       --config.seed=<S> --config.num_epochs=10                        # S = 3, 4, 5
-  python benchmarks/preregistered_localization.py --runs_dir=<runs_dir> \
+  python -m experiments.preregistered_localization --runs_dir=<runs_dir> \
       --manual_dir=<wisdm_2019 folder> --wall_minutes=3=13.0,4=...,5=...
 
 It writes `<out_dir>/<name>.json`, `<name>.png` (block-1 pointing per seed beside the baselines)
@@ -24,8 +24,10 @@ import sys
 
 import numpy as np
 
+if not __package__:  # run as a file, the packages are not importable
+  sys.exit("run it from the repository root as: python -m experiments.preregistered_localization")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # The registration's numbers: success iff every seed's block-1 pointing >= THRESHOLD.
 RANDOM_BOX = 0.220
@@ -217,7 +219,7 @@ def main(argv=None):
       "    --config.manual_dir=<wisdm_2019 folder> --config.test_subjects="
       f"{args.test_subjects} \\", "    --config.seed=<S> --config.num_epochs=10   # S = "
       + ", ".join(map(str, seeds)),
-      "python benchmarks/preregistered_localization.py --runs_dir=runs/prereg "
+      "python -m experiments.preregistered_localization --runs_dir=runs/prereg "
       "--manual_dir=<wisdm_2019 folder>"]
   out = {"verdict": word, "verdict_text": text, "threshold": THRESHOLD,
          "random_box": RANDOM_BOX, "baselines": baselines, "per_seed": per_seed, "edge": edge,

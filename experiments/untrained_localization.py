@@ -4,7 +4,7 @@ Uniform attention and a randomly placed box say what chance gives. This says wha
 architecture gives before any training: the temporal-attention maps at initialisation (seeds 0-2,
 the trainer's own init) scored by the same rules as eval_metrics.jsonl.
 
-  python benchmarks/untrained_localization.py --manual_dir=/path/to/wisdm_2019
+  python -m experiments.untrained_localization --manual_dir=/path/to/wisdm_2019
 """
 
 import argparse
@@ -12,14 +12,16 @@ import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if not __package__:  # run as a file, the packages are not importable
+  sys.exit("run it from the repository root as: python -m experiments.untrained_localization")
 
 from configs import weakly  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import localization  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from danhar_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 KEYS = ("loc_pointing", "loc_iou", "loc_pointing_block1", "loc_iou_block1", "loc_pointing_blocks",
         "loc_iou_blocks")

@@ -1,0 +1,1 @@
+"""Timing and device checks: run each from the repository root as `python -m benchmarks.<name>`."""
