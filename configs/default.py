@@ -66,6 +66,17 @@ def get_config():
   # Comma-separated subject ids. When set, train = every other subject, test = these, over the
   # union of the builder's splits: subject-wise or leave-one-subject-out evaluation.
   config.test_subjects = ""
+  # The evaluation protocol. Off (the defaults) is the authors': the builder's split, no
+  # validation split, the best epoch read off the test split and named so in every record.
+  # 'default' (the builder's) | 'subjects' | 'random_windows' | 'random_windows_gap'
+  config.split = "default"
+  config.validation_subjects = ""              # comma-separated ids held out of training
+  config.validation_fraction = 0.0             # or this share of the training subjects, by seed
+  # What picks the best epoch: '' (the test split, as the authors) or 'validation_accuracy',
+  # 'validation_macro_f1', 'validation_loss'.
+  config.select_on = ""
+  config.early_stopping_patience = 0           # epochs without a better validation score; 0: off
+  config.class_weights = "none"                # 'none' | 'balanced' | one weight per class, "1,2,..."
 
   config.model = ml_collections.ConfigDict()
   config.model.backbone = "resnet"             # 'cnn' | 'resnet'

@@ -45,6 +45,12 @@ def validate(config) -> None:
   _choice(config, "parallelism", parallel.MODES)
   if config.get("matmul_precision") is not None:
     _choice(config, "matmul_precision", train.MATMUL_PRECISIONS)
+  if config.get("split") is not None:
+    _choice(config, "split", SPLITS)
+    _choice(config, "select_on", SELECT_ON)
+    _integer(config, "early_stopping_patience", 0, allowed="0 (off) or an integer >= 1")
+    _number(config, "validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    class_weights(config.class_weights, config.num_classes)
   for name in config.get("evaluators", ()):
     if name not in train.EVALUATORS:
       _fail("evaluators", tuple(config.evaluators), f"names among {', '.join(train.EVALUATORS)}")
@@ -85,6 +91,26 @@ def min_length(kernel: int, strides: Sequence[int], padding: int, kernel2: int) 
     after_conv1 = max(1, need - (2 * (kernel2 // 2) - kernel2 + 1))
     need = max(1, (after_conv1 - 1) * stride + kernel - 2 * padding)
   return need
+
+
+SPLITS = ("default", "subjects", "random_windows", "random_windows_gap")
+SELECT_ON = ("", "validation_accuracy", "validation_macro_f1", "validation_loss")
+
+
+def class_weights(value, num_classes: int) -> str | tuple[float, ...]:
+  """config.class_weights as 'none', 'balanced' or one finite weight >= 0 per class, not all 0."""
+  if value in ("none", "balanced"):
+    return value
+  allowed = (f"'none', 'balanced', or {num_classes} comma-separated weights >= 0 (one per "
+             "class), not all 0")
+  try:
+    weights = tuple(float(v) for v in str(value).split(","))
+  except ValueError:
+    _fail("class_weights", value, allowed)
+  if (len(weights) != num_classes or not all(math.isfinite(w) and w >= 0 for w in weights)
+      or not any(weights)):
+    _fail("class_weights", value, allowed)
+  return weights
 
 
 def _fail(field: str, value, allowed: str):

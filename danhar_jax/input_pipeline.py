@@ -171,6 +171,24 @@ def open_splits(config) -> tuple[Split, Split, list[str]]:
   return train, test, class_names
 
 
+@dataclasses.dataclass
+class SplitSet:
+  """The splits of one run: train, an optional validation split held out of the training
+  subjects or windows (config.validation_*), test, and what the protocol's audit found (how many
+  test windows share samples with a training window, ...)."""
+  train: Split
+  test: Split
+  class_names: list[str]
+  validation: Split | None = None
+  audit: dict = dataclasses.field(default_factory=dict)
+
+
+def open_split_set(config) -> SplitSet:
+  """The run's splits under `config.split` and `config.validation_*` (see SplitSet)."""
+  train, test, class_names = open_splits(config)
+  return SplitSet(train, test, class_names)
+
+
 def load(config) -> tuple[dict, dict, list[str]]:
   """(train, test, class names), each split read whole into numpy arrays (see `open_splits`)."""
   train, test, class_names = open_splits(config)

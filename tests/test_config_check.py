@@ -20,6 +20,14 @@ VARIANTS = ("", "resnet", "cnn", "att_cnn", "channel", "temporal", "temporal_cha
 
 # (field, a value no run can use, what the one-line error must say is allowed)
 BAD = [
+    ("split", "random", "is not one of default, subjects, random_windows"),
+    ("select_on", "test_accuracy", "is not one of , validation_accuracy"),
+    ("early_stopping_patience", -1, "0 (off) or an integer >= 1"),
+    ("validation_fraction", 1.0, "a number in [0, 1)"),
+    ("class_weights", "1,2", "6 comma-separated weights >= 0"),
+    ("class_weights", "0,0,0,0,0,0", "not all 0"),
+    ("class_weights", "1,1,1,1,1,-1", "weights >= 0"),
+    ("class_weights", "inverse", "'none', 'balanced', or 6"),
     ("batch_size", 0, "an integer >= 1"),
     ("batch_size", -8, "an integer >= 1"),
     ("eval_batch_size", 0, "an integer >= 1"),
