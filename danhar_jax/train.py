@@ -118,9 +118,21 @@ def check_batch_divides(batch: int, devices: int, field: str = "config.batch_siz
                      f"({field} is the global batch).")
 
 
-def gather(data, idx):
-  """Gathers a batch from the device-resident split: the input pipeline's only per-step work."""
-  return jax.tree.map(lambda a: a[idx], data)
+def gather(data, idx, shapes=None):
+  """Gathers a batch from the device-resident split: the input pipeline's only per-step work.
+  With `shapes` (from `flat_windows`), each gathered row is reshaped back to its window."""
+  if shapes is None:
+    return jax.tree.map(lambda a: a[idx], data)
+  return jax.tree.map(lambda a, s: a[idx].reshape(*idx.shape, *s), data, shapes)
+
+
+def flat_windows(split: dict) -> tuple[dict, dict]:
+  """`split` as the devices hold it, each array [windows, values] ([windows] for one value),
+  and each array's window shape for `gather`. A window dim of size 1 (a (1, 17) window) made
+  pmap's XLA copy the whole split on every call, to change its layout for the loop."""
+  flat = {k: np.reshape(v, (len(v), -1) if np.prod(np.shape(v)[1:]) > 1 else (len(v),))
+          for k, v in split.items()}
+  return flat, {k: tuple(np.shape(v)[1:]) for k, v in split.items()}
 
 
 def train_step(state: TrainState, batch):
@@ -151,7 +163,7 @@ def eval_step(state: TrainState, batch):
       labels=batch["label"], mask=batch["mask"], **by_subject)
 
 
-def train_steps(step_fn, state, tally, data, order, where):
+def train_steps(step_fn, state, tally, data, order, where, shapes=None):
   """Up to a block of train steps in one device call, each gathering its own batch on the device.
 
   `order` is the epoch's batches as positions in the device-resident split `data`
@@ -159,13 +171,13 @@ def train_steps(step_fn, state, tally, data, order, where):
   is traced, so one compile serves every block length, and each step computes exactly what one
   call of `step_fn` would: K changes how steps are grouped, not what they compute. `tally` sums
   the metrics on the device and keeps the loss of the first step whose loss was not finite, and
-  that step's 1-based number within its epoch (-1 while there is none).
+  that step's 1-based number within its epoch (-1 while there is none). `shapes`: as `gather`.
   """
   start, n = where[0], where[1]
 
   def body(i, carry):
     state, tally = carry
-    state, m = step_fn(state, gather(data, order[start + i]))
+    state, m = step_fn(state, gather(data, order[start + i], shapes))
     new_bad = (tally["bad_step"] < 0) & ~jnp.isfinite(m.loss.total)
     return state, {"metrics": tally["metrics"].merge(m),
                    "bad_step": jnp.where(new_bad, start + i + 1, tally["bad_step"]),
@@ -179,11 +191,12 @@ def empty_tally():
           "bad_loss": jnp.float32(0)}
 
 
-def eval_steps(step_fn, state, data, batches):
+def eval_steps(step_fn, state, data, batches, shapes=None):
   """Every eval batch in one device call: `batches` holds their positions in the device-resident
   test split and their padding masks ([eval batches, batch] each); the metrics merge in order."""
   def one(i):
-    return step_fn(state, {**gather(data, batches["positions"][i]), "mask": batches["mask"][i]})
+    return step_fn(state, {**gather(data, batches["positions"][i], shapes),
+                           "mask": batches["mask"][i]})
 
   return jax.lax.fori_loop(1, batches["positions"].shape[0], lambda i, acc: acc.merge(one(i)),
                            one(0))
@@ -275,19 +288,24 @@ class Trainer:
       logging.info("Process %d/%d holds its shard of the test split: %d of %d windows.",
                    jax.process_index(), n_proc, len(own), self.n_test)
     self.own_test = {k: v[np.isin(self.test_rows, own)] for k, v in test.items()}
-    self.test_data = self.par.replicate({k: test[k] for k in ("signal", "label")})
+    test_data = {k: test[k] for k in ("signal", "label")}
     # Per-subject accuracy needs every process to agree on the subject list: one process only.
     self.subjects = None
     if "subject" in test and n_proc == 1:
       self.subjects, index = np.unique(test["subject"], return_inverse=True)
-      self.test_data["subject_onehot"] = self.par.replicate(
-          np.eye(len(self.subjects), dtype=np.float32)[index])
+      test_data["subject_onehot"] = np.eye(len(self.subjects), dtype=np.float32)[index]
+    test_data, test_shapes = flat_windows(test_data)
+    self.test_data = self.par.replicate(test_data)
+    one = input_pipeline.take(train, np.arange(1))
+    _, train_shapes = flat_windows({k: one[k] for k in ("signal", "label")})
     self.p_train_steps = self.par.map(
-        functools.partial(train_steps, with_matmul_precision(train_step, precision)),
+        functools.partial(train_steps, with_matmul_precision(train_step, precision),
+                          shapes=train_shapes),
         in_replicated=(True, True, True, False, True), out_replicated=(True, True),
         donate_argnums=(0,))
     self.p_eval_steps = self.par.map(
-        functools.partial(eval_steps, with_matmul_precision(eval_step, precision)),
+        functools.partial(eval_steps, with_matmul_precision(eval_step, precision),
+                          shapes=test_shapes),
         in_replicated=(True, True, False), out_replicated=True)
     # The eval batches never change: their positions and masks go to the devices once.
     positions, masks = zip(*[(input_pipeline.positions(self.test_rows, rows), mask)
@@ -308,7 +326,8 @@ class Trainer:
     rows = self.rows.train(epoch)
     train = input_pipeline.take(self.train_split, rows)
     self.train_data = None  # frees the last epoch's shard before placing the next
-    self.train_data = self.par.replicate({k: train[k] for k in ("signal", "label")})
+    train, _ = flat_windows({k: train[k] for k in ("signal", "label")})
+    self.train_data = self.par.replicate(train)
     self.train_rows, self.held_epoch = rows, epoch
     if n_proc > 1:
       logging.info("Process %d/%d holds its shard of epoch %d: %d of %d train windows.",
