@@ -134,3 +134,18 @@ def test_a_run_killed_midway_resumes_with_only_the_missing_rows(tmp_path):
   again = bench(tmp_path, *args)
   assert "0 of 3 planned setting(s) to measure" in again.stdout
   assert len(ledger.read(path)) == 3
+
+
+@pytest.mark.slow
+def test_the_device_call_fails_when_its_limit_cuts_a_priority_one_row(tmp_path):
+  """device_check.sh with too little time for the core table (no group of it fits at the
+  guessed costs): the plan stage exits 3, the call
+  exits non-zero, and its summary says what is missing and the command for the next lease."""
+  env = {**os.environ, "QUICK": "1", "DEVICE_WHEELS": "none", "DEVICE_CHECK_LIMIT_S": "240",
+         "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
+  done = subprocess.run(["bash", "benchmarks/device_check.sh", str(tmp_path / "out")], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+  summary = (tmp_path / "out" / "plan.summary.txt").read_text()
+  assert done.returncode != 0, summary
+  assert "SOME STAGES FAILED" in summary
+  assert "row(s) of priority <= 1 missing" in summary and "next lease:" in summary
