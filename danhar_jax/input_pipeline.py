@@ -263,8 +263,11 @@ def open_split_set(config) -> SplitSet:
 
 
 def _positions(split) -> dict[str, np.ndarray]:
-  """POSITION_FEATURES of every window of a split (those it has), in one pass."""
+  """POSITION_FEATURES of every window of a split, in one pass; none without `recording`, whose
+  audit is 'unknown' anyway (so OPPORTUNITY's 2 GB are not read twice for nothing)."""
   if isinstance(split, Split):
+    if not len(split) or "recording" not in split.read([0], features=("recording",)):
+      return {}
     return split.read(np.arange(len(split)), features=POSITION_FEATURES)
   return {k: split[k] for k in POSITION_FEATURES if k in split}
 

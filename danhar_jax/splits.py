@@ -113,6 +113,10 @@ def assign(windows: Windows, length: int, protocol: Protocol) -> Indices:
   if protocol.split == "subjects" and not protocol.test_subjects:
     raise ValueError("config.split='subjects' needs config.test_subjects (comma-separated ids "
                      f"of the test subjects; the dataset's subjects are {known}).")
+  if protocol.split.startswith("random_windows") and protocol.test_subjects:
+    raise ValueError(f"config.test_subjects={','.join(map(str, protocol.test_subjects))!r} "
+                     f"and config.split={protocol.split!r} disagree: the random protocols draw "
+                     "test windows from every subject; unset one.")
   if protocol.split in ("default", "subjects") and protocol.test_subjects:
     if missing := sorted(set(protocol.test_subjects) - set(known)):
       raise ValueError(f"config.test_subjects {missing} are not in the dataset; its subjects "

@@ -159,6 +159,8 @@ def test_unknown_positions():
     (splits.Protocol(split="random_windows", validation_fraction=0.1, min_train=64),
      r"leaves 13 training windows, fewer than one batch \(config.batch_size=64\)"),
     (splits.Protocol(split="shuffled"), r"config.split='shuffled' is not one of"),
+    (splits.Protocol(split="random_windows_gap", test_subjects=(1,)),
+     r"config.test_subjects='1' and config.split='random_windows_gap' disagree"),
 ])
 def test_bad_protocols_fail_with_one_line(protocol, message):
   with pytest.raises(ValueError, match=message) as error:
