@@ -24,12 +24,17 @@ import time
 import numpy as np
 import tensorflow_datasets as tfds
 
+from danhar_jax import splits
 from tfds_builders import build_lock
 
 DATASETS = ("wisdm", "wisdm2019", "pamap2", "unimib_shar", "opportunity", "weakly")
 FEATURES = ("signal", "label", "subject")
 # Kept when a dataset has them: the weakly labeled windows' true target segment, [start, end).
 OPTIONAL_FEATURES = ("segment_start", "segment_end")
+# Where each window lies in its recording: read once by `open_split_set` for the split protocols
+# (danhar_jax/splits.py), never given to the model. Datasets prepared by older builder
+# versions lack them; only the protocols that need them say so.
+POSITION_FEATURES = ("subject", "recording", "start")
 
 
 def builder(config):
@@ -46,8 +51,30 @@ def builder(config):
   if builder_config and builder_config not in configs:
     raise ValueError(f"{name} has no builder config {builder_config!r}; valid: "
                      f"{', '.join(configs) or 'none'}.")
-  return module.Builder(data_dir=data_dir(config),
-                        config=builder_config or None, file_format="array_record")
+  b = module.Builder(data_dir=data_dir(config),
+                     config=builder_config or None, file_format="array_record")
+  if not b.is_prepared():
+    return older_prepared(b) or b
+  return b
+
+
+def older_prepared(b):
+  """A read-only builder of the newest older version of `b` prepared beside it, among the
+  builder's READABLE_VERSIONS (the same windows, splits and order, fewer features), or None.
+
+  So that a builder version that only adds features does not rebuild every prepared dataset:
+  what needs the new features says so (`open_split_set`).
+  """
+  readable = {tfds.core.Version(v) for v in getattr(b, "READABLE_VERSIONS", ())}
+  parent = tfds.core.Path(b.data_dir).parent
+  found = sorted((v for v in readable if (parent / str(v) / "dataset_info.json").exists()),
+                 reverse=True)
+  if not found:
+    return None
+  logging.info("Reading %s %s, prepared in %s; builder %s adds features that some split "
+               "protocols need (`python -m tfds_builders build %s` prepares it).",
+               b.name, found[0], parent, b.version, b.name)
+  return tfds.builder_from_directory(parent / str(found[0]))
 
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"  # configs/default.py's
@@ -140,6 +167,7 @@ def open_splits(config) -> tuple[Split, Split, list[str]]:
   """(train, test, class names) as `Split`s, nothing read yet but the subjects where
   `config.test_subjects` needs them; checks shapes and classes against config."""
   b = prepare(config)
+  class_names = check_features(b, config)
   sources = {name: b.as_data_source(split=name) for name in ("train", "test")}
   train, test = (Split([(sources[name], np.arange(len(sources[name])))])
                  for name in ("train", "test"))
@@ -155,6 +183,15 @@ def open_splits(config) -> tuple[Split, Split, list[str]]:
                     for name, lo, hi in (("train", 0, n), ("test", n, len(is_test)))]
              for flag in (False, True)}
     train, test = Split(parts[False]), Split(parts[True])
+  for name, split in (("train", train), ("test", test)):
+    if not len(split):
+      raise ValueError(f"The {name} split of {config.dataset} is empty "
+                       f"(test_subjects={config.test_subjects!r}).")
+  return train, test, class_names
+
+
+def check_features(b, config) -> list[str]:
+  """The class names of builder `b`, once its window shape and classes match `config`."""
   got = tuple(b.info.features["signal"].shape)
   if got != tuple(config.input_shape):
     raise ValueError(f"{config.dataset} gives windows of shape {got} (time, sensors), but "
@@ -164,11 +201,7 @@ def open_splits(config) -> tuple[Split, Split, list[str]]:
   if len(class_names) != config.num_classes:
     raise ValueError(f"{config.dataset} has {len(class_names)} classes but config.num_classes is "
                      f"{config.num_classes}.")
-  for name, split in (("train", train), ("test", test)):
-    if not len(split):
-      raise ValueError(f"The {name} split of {config.dataset} is empty "
-                       f"(test_subjects={config.test_subjects!r}).")
-  return train, test, class_names
+  return class_names
 
 
 @dataclasses.dataclass
@@ -184,9 +217,98 @@ class SplitSet:
 
 
 def open_split_set(config) -> SplitSet:
-  """The run's splits under `config.split` and `config.validation_*` (see SplitSet)."""
-  train, test, class_names = open_splits(config)
-  return SplitSet(train, test, class_names)
+  """The run's splits under `config.split` and `config.validation_*` (see SplitSet, splits.py).
+
+  'default' without validation is `open_splits`, the same records in the same order; one pass
+  over the positions (subject, recording, start) then audits it. Every other protocol pools both
+  builder splits (train records, then test), reads the positions in one pass, and lets
+  `splits.assign` divide them; each split keeps the pooled order.
+  """
+  protocol = splits.Protocol.from_config(config)
+  if protocol.split == "default" and not protocol.has_validation:
+    train, test, class_names = open_splits(config)
+    meta = [_positions(split) for split in (train, test)]
+    windows = _windows(meta, (len(train), len(test)))
+    indices = splits.Indices(np.arange(len(train)), np.zeros(0, np.int64),
+                             len(train) + np.arange(len(test)), np.zeros(0, np.int64))
+    audit = splits.audit(windows, indices, config.input_shape[0], protocol.split)
+    _log_audit(config, audit)
+    return SplitSet(train, test, class_names, None, audit)
+  b = prepare(config)
+  class_names = check_features(b, config)
+  sources = [b.as_data_source(split=name) for name in ("train", "test")]
+  meta = [read_records(s, np.arange(len(s)), features=POSITION_FEATURES) for s in sources]
+  windows = _windows(meta, tuple(len(s) for s in sources))
+  length = int(b.info.features["signal"].shape[0])
+  try:
+    indices = splits.assign(windows, length, protocol)
+  except splits.MissingPositions as e:
+    raise ValueError(f"{e}, which {config.dataset} {b.version} (prepared in {b.data_dir}) "
+                     f"lacks: {_rebuild_hint(config, b)}") from None
+
+  def pooled(rows):
+    n = len(sources[0])
+    parts = [(sources[0], rows[rows < n]), (sources[1], rows[rows >= n] - n)]
+    return Split([(source, records) for source, records in parts if len(records)])
+
+  train, test = pooled(indices.train), pooled(indices.test)
+  for name, split in (("train", train), ("test", test)):
+    if not len(split):
+      raise ValueError(f"The {name} split of {config.dataset} is empty under config.split="
+                       f"{protocol.split!r} (test_subjects={config.test_subjects!r}).")
+  validation = pooled(indices.validation) if len(indices.validation) else None
+  audit = splits.audit(windows, indices, length, protocol.split)
+  _log_audit(config, audit)
+  return SplitSet(train, test, class_names, validation, audit)
+
+
+def _positions(split) -> dict[str, np.ndarray]:
+  """POSITION_FEATURES of every window of a split, in one pass; none without `recording`, whose
+  audit is 'unknown' anyway (so OPPORTUNITY's 2 GB are not read twice for nothing)."""
+  if isinstance(split, Split):
+    if not len(split) or "recording" not in split.read([0], features=("recording",)):
+      return {}
+    return split.read(np.arange(len(split)), features=POSITION_FEATURES)
+  return {k: split[k] for k in POSITION_FEATURES if k in split}
+
+
+def _windows(meta: list[dict], sizes: tuple[int, int]) -> splits.Windows:
+  """Train then test positions as one `splits.Windows`; recording None where any part lacks it."""
+  has = lambda k: all(k in m for m in meta)
+  cat = lambda k: np.concatenate([m[k] for m in meta]) if has(k) else None
+  subject = cat("subject")
+  if subject is None:  # a split held in memory without subjects (tests): one subject
+    subject = np.zeros(sum(sizes), np.int32)
+  recording, start = cat("recording"), cat("start")
+  if recording is None or start is None:
+    recording = start = None
+  return splits.Windows(subject, recording, start,
+                        np.repeat([False, True], sizes))
+
+
+def _rebuild_hint(config, b) -> str:
+  name = config.dataset.partition("/")[0]
+  code = builder_class(config).VERSION
+  if b.version < code:
+    manual = f" --manual_dir={config.manual_dir}" if config.manual_dir else ""
+    return (f"rebuild it with `python -m tfds_builders build {config.dataset} "
+            f"--data_dir={data_dir(config)}{manual}` (builder {code} records each window's "
+            "recording and start).")
+  return f"the {name} builder does not record where its windows lie."
+
+
+def builder_class(config):
+  name = config.dataset.partition("/")[0]
+  return importlib.import_module(f"tfds_builders.{name}.{name}_dataset_builder").Builder
+
+
+def _log_audit(config, audit: dict) -> None:
+  logging.info(
+      "Split %s of %s: %d train, %d validation, %d test windows; test windows sharing samples "
+      "with training: %s, with validation: %s; removed from training (gap): %d.",
+      audit["split"], config.dataset, audit["train_windows"], audit["validation_windows"],
+      audit["test_windows"], audit["test_windows_overlapping_train"],
+      audit["test_windows_overlapping_validation"], audit["removed_from_train"])
 
 
 def load(config) -> tuple[dict, dict, list[str]]:

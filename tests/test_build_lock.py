@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 import pytest
 
 from tests.conftest import ROOT
+from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 
 DUMMY = ROOT / "tfds_builders" / "wisdm" / "dummy_data"
 RAW = DUMMY / "WISDM_ar_v1.1" / "WISDM_ar_v1.1_raw.txt"
@@ -120,7 +121,7 @@ def test_a_build_killed_holding_the_lock_leaves_nothing_finished(tmp_path):
   with feed(pipe):
     os.kill(first.popen.pid, signal.SIGKILL)  # mid-build, holding the lock
     first.popen.wait()
-  assert not (data_dir / "wisdm" / "random_split" / "1.0.0").exists()
+  assert not (data_dir / "wisdm" / "random_split" / str(wisdm.Builder.VERSION)).exists()
   second = cli_build(data_dir, DUMMY)  # the lock went with the process: no wait
   rc, out = second.finish()
   assert rc == 0, out[-3000:]

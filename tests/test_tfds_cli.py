@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from tfds_builders import __main__ as cli
 from tfds_builders import downloads
+from tfds_builders.wisdm import wisdm_dataset_builder as wisdm
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 WISDM_REAL = REPO.parent / "shared" / "data" / "wisdm_ar_v1.1"
@@ -31,7 +32,7 @@ def test_build_folder_builds_every_config_as_array_record(tmp_path):
                     f"--data_dir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   for config, counts in COUNTS.items():  # no --config: stock `tfds build` builds them all
-    version_dir = tmp_path / "wisdm" / config / "1.0.0"
+    version_dir = tmp_path / "wisdm" / config / str(wisdm.Builder.VERSION)
     for split in counts:
       assert (version_dir / f"wisdm-{split}.array_record-00000-of-00001").exists()
     sources = tfds.data_source(f"wisdm/{config}", data_dir=tmp_path, download=False)
@@ -57,7 +58,7 @@ def test_build_without_raw_files_says_what_to_do(tmp_path):
                     f"--data_dir={tmp_path}/data", env=env)
   assert result.returncode != 0
   assert "MissingRawFilesError" in result.stderr and "WISDM_ar_latest.tar.gz" in result.stderr
-  assert not (tmp_path / "data" / "wisdm" / "subject_runs" / "1.0.0").exists()
+  assert not (tmp_path / "data" / "wisdm" / "subject_runs" / str(wisdm.Builder.VERSION)).exists()
 
 
 def test_build_argv():

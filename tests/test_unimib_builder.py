@@ -119,6 +119,8 @@ def test_build_fixture(tmp_path):
       t = np.arange(151)[:, None] / 1000
       np.testing.assert_allclose(e["signal"], 10.0 * np.arange(1, 4) + row + t, rtol=1e-6)
       assert (e["label"], e["subject"], e["trial"]) == (row % 17, row % 5 + 1, row % 2 + 1)
+      # Where a pre-cut window lay in its recording is unknown, and said so.
+      assert (e["recording"], e["start"]) == (-1, -1)
   info = tfds.builder("unimib_shar", data_dir=os.fspath(tmp_path / "data")).info
   assert info.features["label"].names == list(unimib.CLASS_NAMES)
 

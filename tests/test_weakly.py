@@ -45,12 +45,20 @@ def check_provenance(split, pieces_of, config: weakly.WeaklyConfig, rows):
     start, end = int(split["segment_start"][i]), int(split["segment_end"][i])
     pieces = pieces_of(subject)
 
+    def piece_of(activity, first, n):
+      return next(p for p in pieces[activity]
+                  if p.origin <= first and first + n <= p.origin + len(p.signal))
+
     def source(activity, first, n):
-      piece = next(p for p in pieces[activity]
-                   if p.origin <= first and first + n <= p.origin + len(p.signal))
+      piece = piece_of(activity, first, n)
       return piece.signal[first - piece.origin:first - piece.origin + n]
 
     walk = source(background, int(split["background_start"][i]), config.window)
+    # The window's position, for the split protocols, is its background's.
+    walk_piece = piece_of(background, int(split["background_start"][i]), config.window)
+    assert walk_piece.recording >= 0
+    assert (int(split["recording"][i]), int(split["start"][i])) == (
+        walk_piece.recording, int(split["background_start"][i]))
     target = source(config.targets[label][1], int(split["target_start"][i]), end - start)
     signal = split["signal"][i]
     np.testing.assert_array_equal(signal[:start], walk[:start])

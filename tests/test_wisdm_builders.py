@@ -187,6 +187,12 @@ def test_wisdm_dummy_builds_both_configs(tmp_path):
   for start, signal, label in zip(everything["start"], everything["signal"], everything["label"]):
     np.testing.assert_array_equal(signal, records.xyz[start:start + 200])
     assert (records.activity[start:start + 200] == label).all()
+  # recording: the whole file under random_split (its windows cross runs), else the run's
+  # ordinal; start stays the record index in the file.
+  assert all((s["recording"] == 0).all() for s in random_split.values())
+  order = np.argsort(everything["start"])
+  np.testing.assert_array_equal(everything["recording"][order], [0, 0, 1, 2, 2, 3])
+  np.testing.assert_array_equal(everything["start"][order], [0, 100, 350, 600, 700, 900])
   info = tfds.builder("wisdm", data_dir=tmp_path).info
   assert info.features["label"].names == list(wisdm.ACTIVITIES)
   assert info.file_format.value == "array_record"
@@ -251,7 +257,7 @@ def test_wisdm_failed_build_leaves_no_dataset(tmp_path):
   with pytest.raises(_common.RawFormatError, match=":300:"):
     build(wisdm, tmp_path / "data", manual)
   assert not wisdm.Builder(data_dir=tmp_path / "data").is_prepared()
-  assert not (tmp_path / "data" / "wisdm" / "random_split" / "1.0.0").exists()
+  assert not (tmp_path / "data" / "wisdm" / "random_split" / str(wisdm.Builder.VERSION)).exists()
   try:  # TFDS 4.9.10 answers {} for an unprepared dataset; others may raise.
     sources = tfds.data_source("wisdm", data_dir=tmp_path / "data", download=False)
   except Exception:  # noqa: BLE001
@@ -353,6 +359,9 @@ def test_wisdm2019_dummy_builds(tmp_path):
   train = splits["train"]
   order = np.lexsort((train["start"], train["label"]))
   np.testing.assert_array_equal(train["start"][order], [0, 100, 200, 300, 0, 305, 405])
+  # recording: subject * 100 + activity index (A walking 0, B jogging 1).
+  np.testing.assert_array_equal(train["recording"][order], [160000] * 4 + [160001] * 3)
+  np.testing.assert_array_equal(splits["test"]["recording"], [161000] * 3)
   assert set(splits["test"]["subject"].tolist()) == {1610}
   # The grid sits on real samples here, so the first window starts with accel sample 3 (the
   # first one the gyroscope also covers), exactly.

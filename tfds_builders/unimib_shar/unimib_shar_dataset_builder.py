@@ -6,6 +6,10 @@ on a peak above 1.5 g) as rows of 453 values: the 151 x, then 151 y, then 151 z 
 the 17 class names (row 0 long, row 1 short). DanHAR ships no UniMiB script; its training files
 are (N, 151, 3) windows with 17 classes, and ReadyHAR says "70%/30%". This builder reshapes each
 row to [151 time, 3 axes] and splits the windows at random, 70/30 with a fixed seed.
+
+The release keeps no window's position in its recording (only subject and trial), so which windows
+share samples cannot be known: `recording` and `start` are -1 for every window, and the split
+protocols' audit says 'unknown' rather than guess.
 """
 
 from __future__ import annotations
@@ -107,8 +111,16 @@ def _cell_text(cell) -> str:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for UniMiB SHAR (AF-17), the DanHAR protocol."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  # Older versions with the same windows, splits and order, lacking only features: the trainer
+  # reads one prepared before rather than rebuild (danhar_jax/input_pipeline.older_prepared).
+  READABLE_VERSIONS = ("1.0.0",)
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "Adds `recording` and `start`, both -1: the release does not say where its "
+               "windows lie in their recordings. Same windows, splits and order.",
+  }
+  UNKNOWN = -1  # `recording` and `start` of every window
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
   Download {URL}
   (home page http://www.sal.disco.unimib.it/technologies/unimib-shar/) and put in the manual_dir
@@ -132,6 +144,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "subject": np.int32,
             "trial": np.int32,
             "row": np.int32,  # 0-based row of acc_data.mat / acc_labels.mat
+            # UNKNOWN: the split protocols' overlap check has nothing to go on.
+            "recording": np.int32,
+            "start": np.int32,
         }),
         supervised_keys=("signal", "label"),
         homepage="http://www.sal.disco.unimib.it/technologies/unimib-shar/",
@@ -158,4 +173,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           "subject": subject,
           "trial": trial,
           "row": row,
+          "recording": self.UNKNOWN,
+          "start": self.UNKNOWN,
       }

@@ -22,6 +22,11 @@ can be scored against it:
    when other subjects are added. Backgrounds and targets are drawn uniformly over all valid
    offsets of all long enough pieces (a piece is weighted by its number of offsets).
 
+Each window's `recording` and `start` are its background's, in the source builder's ids and units
+(the walking run, and its first sample there), so that the split protocols
+(danhar_jax/splits.py) find windows that share background samples; a shared target segment
+(128-512 samples of another run) is not counted, so their overlap counts are a lower bound.
+
 Every subject gives `windows_per_class` windows of each target class, or none of a class when
 it has no walking piece of `window` samples or no target piece of `segment_max` samples (so the
 counts never depend on the draws). Train and test hold disjoint subjects: the source builder's
@@ -75,10 +80,12 @@ TEST_SUBJECTS = {"wisdm2019": wisdm2019.TEST_SUBJECTS, "wisdm": wisdm.TEST_USERS
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-  """A stretch of one activity with no break: `signal[i]` is source sample `origin + i`."""
+  """A stretch of one activity with no break: `signal[i]` is source sample `origin + i` of
+  the source builder's `recording`."""
 
   origin: int
   signal: np.ndarray  # [n, sensors] float32
+  recording: int = -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +143,8 @@ def compose_subject(config: WeaklyConfig, subject: int, pieces: dict[str, list[P
           "segment_end": start + length,
           "background_start": walking[b].origin + b_off,
           "target_start": targets[t].origin + t_off,
+          "recording": walking[b].recording,
+          "start": walking[b].origin + b_off,
       }
 
 
@@ -160,25 +169,27 @@ def wisdm2019_pieces(root, subject: int, activities) -> dict[str, list[Piece]]:
   letters = {name: letter for letter, name in wisdm2019.ACTIVITIES.items()}
   out = {}
   for activity in activities:
+    recording = wisdm2019.recording_id(subject, letters[activity])
     signal, valid = wisdm2019.align(*(wisdm2019.run_samples(streams[s], letters[activity],
                                                             paths[s])
                                       for s in wisdm2019.SENSORS))
-    out[activity] = [Piece(begin, signal[begin:end]) for begin, end in _common.runs(valid)
-                     if valid[begin]]
+    out[activity] = [Piece(begin, signal[begin:end], recording)
+                     for begin, end in _common.runs(valid) if valid[begin]]
   return out
 
 
 def wisdm_pieces(records: wisdm.Records) -> dict[int, dict[str, list[Piece]]]:
   """Per user, the contiguous (user, activity) runs of the v1.1 file, as `subject_runs` cuts them.
 
-  `origin` is the record index in the file (zero-timestamp rows removed), like the wisdm `start`.
+  `origin` is the record index in the file (zero-timestamp rows removed), like the wisdm `start`,
+  and `recording` the run's ordinal, like the wisdm `recording` under subject_runs.
   """
   out = {}
   keys = np.stack([records.user, records.activity], axis=1)
-  for begin, end in _common.runs(keys):
+  for ordinal, (begin, end) in enumerate(_common.runs(keys)):
     user, activity = int(records.user[begin]), wisdm.ACTIVITIES[records.activity[begin]]
     out.setdefault(user, {}).setdefault(activity, []).append(
-        Piece(begin, records.xyz[begin:end]))
+        Piece(begin, records.xyz[begin:end], ordinal))
   return out
 
 
@@ -189,8 +200,16 @@ def wisdm_pieces(records: wisdm.Records) -> dict[int, dict[str, list[Piece]]]:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for weakly labeled windows composed from WISDM-2019 or WISDM v1.1."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  # Older versions with the same windows, splits and order, lacking only features: the trainer
+  # reads one prepared before rather than rebuild (danhar_jax/input_pipeline.older_prepared).
+  READABLE_VERSIONS = ("1.0.0",)
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "Adds `recording` and `start`, the background's run and first sample (the "
+               "source builder's), for the split protocols' overlap checks. Same windows, "
+               "splits and order.",
+  }
   BUILDER_CONFIGS = [
       WeaklyConfig(
           name="wisdm2019",
@@ -241,6 +260,10 @@ The manual_dir is the source builder's:
             # target samples taken from their pieces.
             "background_start": np.int32,
             "target_start": np.int32,
+            # The background's recording and start again, under the names every builder
+            # gives the split protocols (danhar_jax/splits.py).
+            "recording": np.int32,
+            "start": np.int32,
         }),
         supervised_keys=("signal", "label"),
         homepage="https://github.com/godwenbin/DanHAR",

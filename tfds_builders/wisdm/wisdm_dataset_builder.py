@@ -6,6 +6,13 @@ nominal 20 Hz. DanHAR's preprocessing (godwenbin/DanHAR `WISDM_preprocess/code.p
 its most frequent activity, and splits the windows at random 70/30. `random_split` (the default
 config) reproduces that; `subject_runs` keeps windows inside one (user, activity) run so that the
 trainer can split by user.
+
+Each window records `recording` and `start`, which the split protocols (danhar_jax/splits.py) use
+to find windows that share samples: two windows of one recording overlap when their starts are
+fewer than 200 apart. `start` counts records from the file's first one in both configs (as
+`--mode=predict` does); `recording` is 0 under `random_split`, whose windows run across users and
+activities, so the whole file is one stream there, and the (user, activity) run's ordinal in file
+order under `subject_runs`, whose windows never leave their run.
 """
 
 from __future__ import annotations
@@ -211,8 +218,16 @@ def subject_run_windows(records: Records) -> np.ndarray:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for WISDM v1.1, the DanHAR protocol."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  # Older versions with the same windows, splits and order, lacking only features: the trainer
+  # reads one prepared before rather than rebuild (danhar_jax/input_pipeline.older_prepared).
+  READABLE_VERSIONS = ("1.0.0",)
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "Adds `recording` (0 under random_split, the (user, activity) run's ordinal "
+               "under subject_runs), for the split protocols' overlap checks. Same windows, "
+               "splits and order.",
+  }
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(
           name="random_split",
@@ -241,6 +256,8 @@ and put WISDM_ar_latest.tar.gz, or the WISDM_ar_v1.1/ folder it extracts to (whi
             "signal": tfds.features.Tensor(shape=(WINDOW, 3), dtype=np.float32),
             "label": tfds.features.ClassLabel(names=ACTIVITIES),
             "subject": np.int32,
+            # The stream `start` counts in (see the module docstring): 0, or the run's ordinal.
+            "recording": np.int32,
             # Index of the window's first record among the file's records (zero-timestamp
             # rows removed).
             "start": np.int32,
@@ -264,12 +281,14 @@ and put WISDM_ar_latest.tar.gz, or the WISDM_ar_v1.1/ folder it extracts to (whi
     if not len(starts):
       raise _common.RawFormatError(path, None, f"{len(records)} records: too few for one "
                                    f"{WINDOW}-sample window")
+    recording = (np.zeros(len(records), np.int64) if self.builder_config.name == "random_split"
+                 else run_ordinals(records))
     return {
-        "train": self._generate_examples(records, starts[~is_test]),
-        "test": self._generate_examples(records, starts[is_test]),
+        "train": self._generate_examples(records, starts[~is_test], recording),
+        "test": self._generate_examples(records, starts[is_test], recording),
     }
 
-  def _generate_examples(self, records: Records, starts: np.ndarray):
+  def _generate_examples(self, records: Records, starts: np.ndarray, recording: np.ndarray):
     labels = _majority(records.activity, starts)
     subjects = _majority(records.user, starts)
     for start, label, subject in zip(starts.tolist(), labels.tolist(), subjects.tolist()):
@@ -277,8 +296,17 @@ and put WISDM_ar_latest.tar.gz, or the WISDM_ar_v1.1/ folder it extracts to (whi
           "signal": records.xyz[start:start + WINDOW],
           "label": label,
           "subject": subject,
+          "recording": int(recording[start]),
           "start": start,
       }
+
+
+def run_ordinals(records: Records) -> np.ndarray:
+  """Per record, the ordinal of its contiguous (user, activity) run in file order."""
+  ordinal = np.zeros(len(records), np.int64)
+  for i, (begin, end) in enumerate(_common.runs(np.stack([records.user, records.activity], 1))):
+    ordinal[begin:end] = i
+  return ordinal
 
 
 def _majority(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -18,6 +18,9 @@ activity) run:
    the run breaks there into segments, and windows never span a break.
 5. Windows: 200 grid points every 100, inside each segment. `start` is the window's first grid
    index counted from the run's grid origin, so `start * 50 ms` is its time since that origin.
+   `recording` names the run, `subject * 100 + activity index` (1600 walking is 160000), so two
+   windows share samples exactly when their recordings match and their starts are fewer than
+   200 apart: what the split protocols (danhar_jax/splits.py) check.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ WINDOW, STEP = 200, 100  # 10 s, 50% overlap: the WISDM v1.1 windows DanHAR uses
 # twelve staged subjects (1600-1611) form the test split; the other 39 subjects of the full
 # release (1612-1650) would all be training subjects.
 TEST_SUBJECTS = (1608, 1609, 1610, 1611)
+
+
+def recording_id(subject: int, letter: str) -> int:
+  """The (subject, activity) run's id: subject * 100 + the activity's index in letter order."""
+  return subject * 100 + list(ACTIVITIES).index(letter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,8 +239,15 @@ def segment_window_starts(valid: np.ndarray) -> np.ndarray:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for the WISDM-2019 smartwatch accelerometer + gyroscope."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  # Older versions with the same windows, splits and order, lacking only features: the trainer
+  # reads one prepared before rather than rebuild (danhar_jax/input_pipeline.older_prepared).
+  READABLE_VERSIONS = ("1.0.0",)
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "Adds `recording` (subject * 100 + activity index), for the split protocols' "
+               "overlap checks. Same windows, splits and order.",
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Download {URL}
 and put that zip, the wisdm-dataset.zip inside it, or the wisdm-dataset/ folder it extracts to
@@ -253,6 +268,8 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
             "signal": tfds.features.Tensor(shape=(WINDOW, 6), dtype=np.float32),
             "label": tfds.features.ClassLabel(names=list(ACTIVITIES.values())),
             "subject": np.int32,
+            # The (subject, activity) run: `recording_id`.
+            "recording": np.int32,
             # First grid index from the run's grid origin (50 ms per index).
             "start": np.int32,
         }),
@@ -291,6 +308,7 @@ wisdm-dataset/raw/watch/gyro/data_<subject>_gyro_watch.txt for every subject it 
               "signal": signal[start:start + WINDOW],
               "label": ACTIVITIES[letter],
               "subject": subject,
+              "recording": recording_id(subject, letter),
               "start": start,
           }
 
