@@ -390,6 +390,9 @@ class Trainer:
       counts = np.asarray(result["by_subject"])
       out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
           self.subjects.tolist(), counts.tolist())}
+      # The window counts weight each subject when a report resamples the test subjects.
+      out["subject_windows"] = {str(s): int(n) for s, (n, _) in zip(self.subjects.tolist(),
+                                                                     counts.tolist())}
     if self.config.evaluators:
       state = self.par.unreplicate(pstate)
       for name in self.config.evaluators:

@@ -1,4 +1,4 @@
-"""The seeded experiments: their cell runner, the registered rule and the paired seeds."""
+"""The seeded experiments: the engine's cell runner, the registered rule and the paired seeds."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from experiments import cell_runner
+from experiments import engine
 from experiments import preregistered_localization as prereg
 from experiments import recipe_comparison
 
@@ -51,14 +51,14 @@ def test_a_cell_runs_once_per_command_and_keeps_its_log(tmp_path):
   command, or none, runs; output is appended to log.txt; a failure is returned, not hidden."""
   workdir, record = str(tmp_path / "cell"), str(tmp_path / "cell" / "done.json")
   cmd = [sys.executable, "-c", "import os; print('ran', os.environ['DANHAR_OFFLINE'])"]
-  assert cell_runner.finished_before(record, cmd) is None
-  ran = cell_runner.run(cmd, workdir, "test cell")
+  assert engine.finished_before(record, cmd) is None
+  ran = engine.execute(cmd, workdir, "test cell")
   assert ran["returncode"] == 0 and ran["command"] == cmd[1:] and not ran["resumed"]
   with open(record, "w") as f:
     json.dump(ran, f)
-  assert cell_runner.finished_before(record, cmd) == ran
-  assert cell_runner.finished_before(record, [*cmd[:2], "print(2)"]) is None
+  assert engine.finished_before(record, cmd) == ran
+  assert engine.finished_before(record, [*cmd[:2], "print(2)"]) is None
   os.makedirs(os.path.join(workdir, "checkpoints"))
-  failed = cell_runner.run([sys.executable, "-c", "raise SystemExit(3)"], workdir, "test cell")
+  failed = engine.execute([sys.executable, "-c", "raise SystemExit(3)"], workdir, "test cell")
   assert failed["returncode"] == 3 and failed["resumed"]
   assert open(os.path.join(workdir, "log.txt")).read() == "ran 1\n"
