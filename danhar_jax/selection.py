@@ -18,12 +18,13 @@ CRITERIA = {"": ("accuracy", True), "validation_accuracy": ("validation_accuracy
 
 def check(config, has_validation: bool) -> None:
   """One line naming the field when the protocol asks for a validation split the run lacks."""
-  if config.select_on and not has_validation:
+  select_on = config.get("select_on", "")
+  if select_on and not has_validation:
     raise ValueError(f"config.select_on={config.select_on!r} needs a validation split: set "
                      "config.validation_subjects or config.validation_fraction, or "
                      "select_on='' (the test split, as the authors).")
-  patience = config.early_stopping_patience
-  if patience and not (config.select_on and has_validation):
+  patience = config.get("early_stopping_patience", 0)
+  if patience and not (select_on and has_validation):
     raise ValueError(f"config.early_stopping_patience={patience} needs a validation split and "
                      "config.select_on naming a validation metric (stopping on the test split "
                      "would select on it); use 0 (off, as the authors).")
