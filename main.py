@@ -35,6 +35,9 @@ flags.DEFINE_list("loso_subjects", [], "--mode=loso: the subjects to hold out in
 flags.DEFINE_string("baseline_workdir", None, "--mode=figures: a second run (e.g. the ResNet "
                     "baseline) for the confusion matrices and error curves.")
 flags.DEFINE_list("compare_workdirs", [], "--mode=figures: more runs for the error curves.")
+flags.DEFINE_enum("checkpoint", "", ["", "selected", "latest"], "--mode=eval: which "
+                  "checkpoint; default: the selected epoch's if the run selected on validation "
+                  "(config.select_on), else the latest.")
 flags.DEFINE_string("init_from_torch", None, "--mode=eval: a state_dict .pth saved from the "
                     "authors' PyTorch model of this config's dataset and variant (needs torch).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
@@ -117,7 +120,7 @@ def run(config):
   lock = (workdir_lock.acquire(FLAGS.workdir)  # noqa: F841
           if jax.process_index() == 0 and local else None)
   if FLAGS.mode == "eval":
-    result = train.evaluate(config, FLAGS.workdir)
+    result = train.evaluate(config, FLAGS.workdir, FLAGS.checkpoint)
     print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=1))
   else:
     train.train_and_evaluate(config, FLAGS.workdir)

@@ -85,15 +85,29 @@ def _first_line(e: BaseException) -> str:
   return line[:200] + ("..." if len(line) > 200 else "")
 
 
-def manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
-  """The checkpoints of `workdir` (in `workdir/checkpoints`)."""
+def manager(workdir: str, max_to_keep: int | None = None, keep_best: bool = False
+            ) -> ocp.CheckpointManager:
+  """The checkpoints of `workdir` (in `workdir/checkpoints`): the latest `max_to_keep` (None:
+  all), and with `keep_best` also the selected epoch's, ranked by the `metrics` given to `save`."""
   # Remote workdirs (gs://...) go through epath as they are; local ones become absolute.
   remote = "://" in os.fspath(workdir)
+  policy = ocp.checkpoint_managers.LatestN(max_to_keep)
+  best = {}
+  if keep_best:
+    # Larger rank is better, the earliest step on a tie, as selection.Selector picks. Saves
+    # without metrics (mid-epoch) are LatestN's alone to keep.
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([policy, ocp.checkpoint_managers.BestN(
+        get_metric_fn=_best_key, n=1, keep_checkpoints_without_metrics=False)])
+    best = {"best_fn": _best_key, "best_mode": "max"}  # best_fn makes Orbax write the metrics
   return ocp.CheckpointManager(
       epath.Path(workdir if remote else os.path.abspath(workdir)) / "checkpoints",
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           cleanup_tmp_directories=True),
+      options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           cleanup_tmp_directories=True, **best),
       item_names=("state", "config", "pipeline"))
+
+
+def _best_key(metrics: dict):
+  return (metrics["rank"], -metrics["step"])
 
 
 # The step each manager is still writing in the background, so that an error raised when the
@@ -101,12 +115,14 @@ def manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointManag
 _WRITING: dict[str, int] = {}
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: dict) -> None:
+def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: dict,
+         rank: float | None = None) -> None:
   """Saves a host-side `state`, the config as a dict, and the pipeline position.
 
   The write runs in Orbax's background thread, which commits the step atomically when it is
   done; this call first waits for the previous save, so that a full disk is reported, naming
-  that step, before anything else is written."""
+  that step, before anything else is written. `rank` (larger is better) marks an evaluated
+  epoch for a manager that keeps the best (`manager(keep_best=True)`)."""
   wait(mngr)
   # Orbax does not notice every flipped byte in its compressed chunks: a digest of the state
   # lets `restore` tell a damaged step from a good one.
@@ -114,7 +130,8 @@ def save(mngr: ocp.CheckpointManager, step: int, state, config: dict, pipeline: 
   with disk.writing(f"{mngr.directory}/{step}"):
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
-        pipeline=ocp.args.JsonSave(pipeline)))
+        pipeline=ocp.args.JsonSave(pipeline)),
+        metrics=None if rank is None else {"rank": rank, "step": step})
   _WRITING[str(mngr.directory)] = step
   if jax.process_count() > 1:
     # A background commit ends in a barrier of every process: a lost peer would abort the
@@ -150,11 +167,11 @@ def finish(mngr: ocp.CheckpointManager) -> None:
 
 
 @contextlib.contextmanager
-def managed(workdir: str, max_to_keep: int | None = None):
+def managed(workdir: str, max_to_keep: int | None = None, keep_best: bool = False):
   """`manager(workdir)`, finished on every exit: a save still being written commits, even when
   the run stops with an error. (With several processes saves are synchronous, and an error may
   mean a lost peer, whose barriers would never return: nothing is left to finish then.)"""
-  mngr = manager(workdir, max_to_keep)
+  mngr = manager(workdir, max_to_keep, keep_best)
   try:
     yield mngr
   except BaseException:
@@ -166,7 +183,7 @@ def managed(workdir: str, max_to_keep: int | None = None):
 
 def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,
             config: dict | None = None, set_aside: bool = False,
-            may_differ=RESUMABLE_FIELDS):
+            may_differ=RESUMABLE_FIELDS, step: int | None = None):
   """(state, step) of the newest readable checkpoint, or (`state`, 0) if there is none.
 
   `state` gives the structure to restore into. `config` (a dict), if given, must match the
@@ -175,9 +192,10 @@ def restore(mngr: ocp.CheckpointManager, state, expected: dict | None = None,
   (global_batch, steps_per_epoch, seed): any difference is a ValueError, since the batch order
   would silently change. A step that cannot be read is skipped with a warning, and with
   `set_aside` moved to <workdir>/damaged_checkpoints so that the run can save that step again;
-  if none can be read, DamagedCheckpointError: never a silent start from scratch.
+  if none can be read, DamagedCheckpointError: never a silent start from scratch. `step` reads
+  that step only.
   """
-  steps = sorted(mngr.all_steps(), reverse=True)
+  steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
   if not steps:
     return state, 0
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
@@ -264,3 +282,13 @@ def restore_as_saved(workdir: str) -> tuple[dict, dict, int]:
   finally:
     mngr.close()
   return restored.state, restored.config, int(step)
+
+
+def selected_step(mngr: ocp.CheckpointManager) -> int | None:
+  """The step of the epoch a run selected on validation, as its latest checkpoint records it;
+  None for a run that selected on the test split (or predates selection)."""
+  latest = mngr.latest_step()
+  if latest is None:
+    return None
+  meta = mngr.restore(latest, args=ocp.args.Composite(pipeline=ocp.args.JsonRestore()))
+  return meta.pipeline.get("selected_step")

@@ -7,6 +7,8 @@ Ordóñez: weighted), so evaluation reports all three from one confusion matrix.
 """
 
 
+import logging
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -100,3 +102,45 @@ class EvalMetricsBySubject(metrics.Collection):
   accuracy: metrics.Accuracy
   confusion: ConfusionMatrix
   by_subject: SubjectCounts
+
+
+def class_statistics(confusion: np.ndarray) -> dict:
+  """Balanced accuracy, Cohen's kappa and per-class recall from a [true, predicted] confusion.
+
+  As scikit-learn's `balanced_accuracy_score` (mean recall over the classes present in the
+  labels), `cohen_kappa_score` and `recall_score(average=None, zero_division=0)`: class-imbalanced
+  HAR splits make plain accuracy reward the majority class.
+  """
+  cm = np.asarray(confusion, np.float64)
+  tp, support, predicted, total = np.diag(cm), cm.sum(1), cm.sum(0), cm.sum()
+  with np.errstate(divide="ignore", invalid="ignore"):
+    recall = np.where(support > 0, tp / support, 0.0)
+  present = support > 0
+  expected = (support * predicted).sum() / total**2 if total else 0.0
+  observed = tp.sum() / total if total else 0.0
+  return {
+      "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+      "kappa": float((observed - expected) / (1 - expected)) if expected < 1 else 0.0,
+      "per_class_recall": [float(r) for r in recall],
+  }
+
+
+def resolve_class_weights(spec, train_labels: np.ndarray, num_classes: int):
+  """config.class_weights (checked by config_check) as one float per class, or None for 'none'.
+
+  'balanced' is n / (k * count_c) over the TRAINING labels only, so that nothing about the test
+  (or validation) split leaks into the loss. A class absent from the training labels gets weight
+  0, not inf: it has no windows for the weight to act on, and is named in the log.
+  """
+  if spec == "none":
+    return None
+  if spec == "balanced":
+    counts = np.bincount(np.asarray(train_labels).ravel(), minlength=num_classes)[:num_classes]
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+      logging.warning("config.class_weights='balanced': classes %s have no training window; "
+                      "they get weight 0.", absent.tolist())
+    with np.errstate(divide="ignore"):
+      weights = np.where(counts > 0, counts.sum() / (num_classes * counts), 0.0)
+    return tuple(float(w) for w in weights)
+  return tuple(float(w) for w in str(spec).split(","))

@@ -8,6 +8,7 @@ same global batch. `config.parallelism` maps them with `jax.pmap` or `jax.shard_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -30,6 +31,7 @@ from danhar_jax import metrics as metrics_lib
 from danhar_jax import models
 from danhar_jax import parallel
 from danhar_jax import profiling
+from danhar_jax import selection
 from danhar_jax import writers as writers_lib
 
 AXIS = parallel.AXIS
@@ -123,7 +125,7 @@ def gather(data, idx, shapes=None):
   With `shapes` (from `flat_windows`), each gathered row is reshaped back to its window."""
   if shapes is None:
     return jax.tree.map(lambda a: a[idx], data)
-  return jax.tree.map(lambda a, s: a[idx].reshape(*idx.shape, *s), data, shapes)
+  return {k: a[idx].reshape(*idx.shape, *shapes[k]) for k, a in data.items()}
 
 
 def flat_windows(split: dict) -> tuple[dict, dict]:
@@ -135,15 +137,30 @@ def flat_windows(split: dict) -> tuple[dict, dict]:
   return flat, {k: tuple(np.shape(v)[1:]) for k, v in split.items()}
 
 
-def train_step(state: TrainState, batch):
+def train_step(state: TrainState, batch, class_weights=None):
+  """One step on each device's part of the global batch. With `class_weights` the loss is
+  PyTorch's CrossEntropyLoss(weight=w) over the GLOBAL batch, sum(w_y * l) / sum(w_y): each
+  device divides its weighted sum by the global sum of weights (a psum) and scales by the device
+  count, so the pmean of the gradients is the one-device gradient."""
   def loss_fn(params):
     logits, updates = state.apply_fn(
         {"params": params, "batch_stats": state.batch_stats}, batch["signal"], train=True,
         mutable=["batch_stats"])
-    loss = metrics_lib.cross_entropy(logits, batch["label"]).mean()
-    return loss, (logits, updates["batch_stats"])
+    per_window = metrics_lib.cross_entropy(logits, batch["label"])
+    if class_weights is None:  # the authors' unweighted mean, computed exactly as before
+      loss = per_window.mean()
+      return loss, (loss, logits, updates["batch_stats"])
+    w = jnp.asarray(class_weights, per_window.dtype)[batch["label"]]
+    # A batch whose windows all weigh 0 contributes nothing (PyTorch would return NaN).
+    total = jax.lax.stop_gradient(jnp.maximum(jax.lax.psum(w.sum(), AXIS), 1e-12))
+    weighted = (w * per_window).sum()
+    objective = weighted / total * jax.lax.psum(1, AXIS)
+    return objective, (weighted / total, logits, updates["batch_stats"])
 
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, (loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  if class_weights is not None:
+    loss = jax.lax.psum(loss, AXIS)  # each device held its share of the global weighted mean
   grads = jax.lax.pmean(grads, AXIS)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   metrics = metrics_lib.TrainMetrics.gather_from_model_output(
@@ -239,7 +256,7 @@ def epoch_steps(config, train_windows: int) -> int:
 class Trainer:
   """Everything one run needs on the devices: data, mapped steps, and the state."""
 
-  def __init__(self, config, train, test):
+  def __init__(self, config, train, test, validation=None):
     self.config = config
     self.par = parallel.Parallel(config.parallelism)
     self.train_split = train
@@ -260,8 +277,15 @@ class Trainer:
     precision = config.get("matmul_precision", "default")
     self.steps_per_call = resolve_steps_per_call(config.get("steps_per_call", 0),
                                                  jax.default_backend())
+    self.class_weights = metrics_lib.resolve_class_weights(
+        config.get("class_weights", "none"),
+        labels(train) if config.get("class_weights") == "balanced" else None, config.num_classes)
+    if self.class_weights is not None:
+      logging.info("Class weights in the loss (config.class_weights=%r): %s",
+                   config.class_weights, ", ".join(f"{w:.4g}" for w in self.class_weights))
     self.resolved = {"conv_impl": self.model.conv_impl, "backend": jax.default_backend(),
-                     "matmul_precision": precision, "steps_per_call": self.steps_per_call}
+                     "matmul_precision": precision, "steps_per_call": self.steps_per_call,
+                     "class_weights": self.class_weights}
     logging.info("Model: %s/%s, %s, conv_impl %s (config: %s), matmul precision %s; up to %d "
                  "train steps per device call (config.steps_per_call: %s).",
                  config.model.backbone, config.model.attention, config.model.dtype,
@@ -298,8 +322,9 @@ class Trainer:
     self.test_data = self.par.replicate(test_data)
     one = input_pipeline.take(train, np.arange(1))
     _, train_shapes = flat_windows({k: one[k] for k in ("signal", "label")})
+    step = functools.partial(train_step, class_weights=self.class_weights)
     self.p_train_steps = self.par.map(
-        functools.partial(train_steps, with_matmul_precision(train_step, precision),
+        functools.partial(train_steps, with_matmul_precision(step, precision),
                           shapes=train_shapes),
         in_replicated=(True, True, True, False, True), out_replicated=(True, True),
         donate_argnums=(0,))
@@ -312,11 +337,26 @@ class Trainer:
                              for rows, mask in self.rows.eval_batches()])
     self.eval_batches = {"positions": self.per_device(np.stack(positions)),
                          "mask": self.per_device(np.stack(masks))}
+    # The validation split, held and batched as the test split is (without subjects).
+    self.validation = None if validation is None else self.hold_eval(validation)
     self.empty_tally = self.par.replicate(empty_tally())
     self.order_epoch, self.order, self.wheres = None, None, {}
     # Queued shard_map steps can deadlock XLA:CPU's collectives: block every step there.
     self.block_each_step = (config.parallelism == "shard_map"
                             and jax.devices()[0].platform == "cpu")
+
+  def hold_eval(self, split) -> dict:
+    """An evaluated split other than the test split on the devices, with its eval batches."""
+    rows = dataclasses.replace(self.rows, n_test=input_pipeline.size(split))
+    held = rows.test()
+    data = input_pipeline.take(split, held)
+    positions, masks = zip(*[(input_pipeline.positions(held, r), mask)
+                             for r, mask in rows.eval_batches()])
+    logging.info("Validation split: %d windows.", rows.n_test)
+    flat, _ = flat_windows({k: data[k] for k in ("signal", "label")})
+    return {"data": self.par.replicate(flat),
+            "batches": {"positions": self.per_device(np.stack(positions)),
+                        "mask": self.per_device(np.stack(masks))}}
 
   def hold_train(self, epoch: int) -> None:
     """Puts the train rows of `epoch` on the devices, unless they are there already."""
@@ -381,11 +421,12 @@ class Trainer:
                    tally["bad_loss"])
 
   def evaluate(self, pstate) -> dict:
+    """The test split's metrics (unweighted loss, whatever config.class_weights says)."""
     acc = self.par.unreplicate(self.p_eval_steps(pstate, self.test_data, self.eval_batches))
     result = jax.device_get(acc.compute())
     confusion = np.asarray(result["confusion"])
     out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
-           "confusion": confusion.tolist()}
+           **metrics_lib.class_statistics(confusion), "confusion": confusion.tolist()}
     if self.subjects is not None:
       counts = np.asarray(result["by_subject"])
       out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
@@ -399,11 +440,31 @@ class Trainer:
         out.update(over_processes(EVALUATORS[name](state, self.own_test, self.config)))
     return out
 
+  def evaluate_validation(self, pstate) -> dict:
+    """The validation split's metrics as validation_*; {} when the run has none."""
+    if self.validation is None:
+      return {}
+    acc = self.par.unreplicate(self.p_eval_steps(pstate, self.validation["data"],
+                                                 self.validation["batches"]))
+    result = jax.device_get(acc.compute())
+    confusion = np.asarray(result["confusion"])
+    stats = metrics_lib.class_statistics(confusion)
+    out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
+           "balanced_accuracy": stats["balanced_accuracy"], "kappa": stats["kappa"]}
+    return {f"validation_{k}": v for k, v in out.items()}
+
   def pipeline_position(self, step: int) -> dict:
     """What a checkpoint records of the input pipeline, and a resumed run must share."""
     epoch, s = divmod(step, self.steps_per_epoch)
     return {"seed": self.config.seed, "epoch": epoch, "step_in_epoch": s,
             "global_batch": self.global_batch, "steps_per_epoch": self.steps_per_epoch}
+
+
+def labels(split) -> np.ndarray:
+  """Every label of a split, without reading its windows."""
+  if isinstance(split, input_pipeline.Split):
+    return split.read(np.arange(len(split)), features=("label",))["label"]
+  return np.asarray(split["label"])
 
 
 def over_processes(scores: dict[str, float]) -> dict[str, float]:
@@ -421,25 +482,32 @@ def over_processes(scores: dict[str, float]) -> dict[str, float]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config`, evaluating every epoch; resumes from `workdir` if it holds a checkpoint."""
   check_workdir(workdir)
-  train, test, _ = input_pipeline.open_splits(config)
-  t = Trainer(config, train, test)
+  splits = input_pipeline.open_split_set(config)
+  selection.check(config, splits.validation is not None)
+  select_on, patience = config.get("select_on", ""), config.get("early_stopping_patience", 0)
+  t = Trainer(config, splits.train, splits.test, splits.validation)
   state = create_train_state(config, t.model, t.steps_per_epoch)
-  with checkpoints.managed(workdir, config.max_checkpoints_to_keep) as mngr, \
+  # Selecting on validation keeps the selected epoch's checkpoint beside the latest ones.
+  keep_best = bool(select_on)
+  with checkpoints.managed(workdir, config.max_checkpoints_to_keep, keep_best) as mngr, \
       writers_lib.Writers(workdir, enabled=jax.process_index() == 0) as writers:
     # The stored config is compared before the state is read; a damaged newest step is set aside.
     state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0),
                                        config=config.to_dict(), set_aside=True)
     writers.forget_after(start)
-    # Best so far over the whole run: a resumed run continues from the records it keeps.
-    best = writers_lib.best_accuracy(
+    # The selected epoch so far over the whole run: a resumed run replays the records it keeps.
+    selector = selection.from_records(
+        select_on, patience,
         [r for r in writers_lib.read_eval_metrics(workdir) if r["step"] <= start])
-    writers.hparams(config.to_dict())
+    writers.hparams({**config.to_dict(), "resolved": {"class_weights": t.class_weights}})
     profiler = profiling.StepProfiler(workdir, config.get("profile_steps", 0), start)
     if start:
       logging.info("Resumed from the checkpoint at step %d (epoch %d).", start,
                    start // t.steps_per_epoch)
     if start >= t.total_steps:
       logging.info("Already trained for %d steps; nothing to do.", start)
+    elif selector.stop:
+      logging.info("Stopped early at step %d: nothing to do.", start)
     pstate = t.par.replicate(state)
     del state  # donated into the first step: only pstate is valid from here
     schedule = learning_rate_schedule(config, t.steps_per_epoch)
@@ -462,7 +530,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # The metrics are summed on the device and read once per log step, one block late, so
     # that the host queues the next block before it waits for them.
     tally, logged, last_train, step = t.empty_tally, None, None, start
-    while step < t.total_steps:
+    while step < t.total_steps and not selector.stop:
       done = t.block_end(step, profiler.stops)
       profiler.before(step)
       pstate, tally = t.train_steps(pstate, tally, step, done)
@@ -484,24 +552,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         epoch = done // t.steps_per_epoch
         started = time.perf_counter()
         result = t.evaluate(pstate)
-        if best is None or result["accuracy"] > best[0]:
-          best = (result["accuracy"], epoch)
+        validated = t.evaluate_validation(pstate)
+        selected = selector.update(epoch, done, {**result, **validated})
+        # The selected epoch must be on disk, and so must the epoch a run stops at (an epoch
+        # end's log window is already read and checked above).
+        save = save or (keep_best and selected) or selector.stop
         record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
             "accuracy", "macro_f1", "weighted_f1", "loss")},
-                  "best_accuracy": best[0], "best_epoch": best[1], **last_train,
+                  "best_accuracy": selector.test["accuracy"], "best_epoch": selector.epoch,
+                  **last_train,
                   **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
                   "eval_seconds": round(time.perf_counter() - started, 3),
-                  "confusion": result["confusion"]}
+                  "confusion": result["confusion"],
+                  **{k: result[k] for k in ("balanced_accuracy", "kappa", "per_class_recall")},
+                  **validated, **selector.fields(), "class_weights": t.class_weights}
+        if patience:
+          record["stopped_early"] = selector.stop
         writers.eval_record(record)
         writers.scalars(done, {f"test_{k}": result[k] for k in (
-            "accuracy", "macro_f1", "weighted_f1", "loss")})
-        logging.info("[epoch %d] test accuracy %.4f, macro-F1 %.4f, weighted-F1 %.4f, loss %.4f",
-                     epoch, result["accuracy"], result["macro_f1"], result["weighted_f1"],
-                     result["loss"])
+            "accuracy", "macro_f1", "weighted_f1", "loss")} | validated)
+        logging.info("[epoch %d] test accuracy %.4f, macro-F1 %.4f, weighted-F1 %.4f, loss %.4f"
+                     "%s; selected on %s: epoch %d", epoch, result["accuracy"],
+                     result["macro_f1"], result["weighted_f1"], result["loss"],
+                     "".join(f", {k} {v:.4f}" for k, v in validated.items()),
+                     record["selected_on"], selector.epoch)
+        if selector.stop:
+          logging.info("Stopping early after epoch %d: %s has not improved for %d epochs; "
+                       "selected epoch %d.", epoch, select_on, patience, selector.epoch)
       if save:
         # With what 'auto' resolved to on this backend, so a run says how it was computed.
+        pipeline = t.pipeline_position(done)
+        if keep_best:
+          pipeline["selected_step"] = selector.step
         checkpoints.save(mngr, done, jax.device_get(t.par.unreplicate(pstate)),
-                         {**config.to_dict(), "resolved": t.resolved}, t.pipeline_position(done))
+                         {**config.to_dict(), "resolved": t.resolved}, pipeline,
+                         rank=selector.rank(validated[selector.key])
+                         if keep_best and epoch_done else None)
         saves.saved()
     profiler.stop()
   return jax.device_get(t.par.unreplicate(pstate))
@@ -539,35 +625,54 @@ class SaveCadence:
     self.last = time.monotonic()
 
 
-def restore_state(config, workdir: str):
-  """The latest checkpoint of `workdir` as an unreplicated TrainState, and its step, for
-  evaluation: `config` must be the stored one where it shapes the model or the test data."""
+CHECKPOINTS = ("", "selected", "latest")
+
+
+def restore_state(config, workdir: str, checkpoint: str = "latest"):
+  """A checkpoint of `workdir` as an unreplicated TrainState, and its step, for evaluation:
+  `config` must be the stored one where it shapes the model or the test data. `checkpoint`:
+  'latest', 'selected' (the epoch a run selected on validation), or '' (selected if the run
+  selected on validation, else latest)."""
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError(f"--checkpoint={checkpoint} is not one of selected, latest.")
   mngr = checkpoints.manager(workdir)
   try:
     if mngr.latest_step() is None:
       raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
+    step = None
+    if checkpoint != "latest":
+      step = checkpoints.selected_step(mngr)
+      if step is None and checkpoint == "selected":
+        raise ValueError(f"--checkpoint=selected: {workdir} selected its best epoch on the test "
+                         "split (config.select_on=''), so no checkpoint was kept for it; use "
+                         "--checkpoint=latest.")
+      if step is not None and step not in mngr.all_steps():
+        raise FileNotFoundError(f"--checkpoint=selected: the selected step {step} is no longer in "
+                                f"{workdir}/checkpoints; use --checkpoint=latest.")
     # steps_per_epoch only shapes the LR schedule, not the optimiser state's structure.
     state = create_train_state(config, models.create_model(config), steps_per_epoch=1)
     return checkpoints.restore(mngr, state, config=config.to_dict(),
-                               may_differ=checkpoints.EVAL_MAY_DIFFER)
+                               may_differ=checkpoints.EVAL_MAY_DIFFER, step=step)
   finally:
     mngr.close()
 
 
-def evaluate(config, workdir: str) -> dict:
-  """Evaluates the latest checkpoint in `workdir` on the test split."""
-  train, test, class_names = input_pipeline.open_splits(config)
-  t = Trainer(config, train, test)
-  state, step = restore_state(config, workdir)
-  result = t.evaluate(t.par.replicate(state))
-  return {"step": step, **result, "class_names": class_names}
+def evaluate(config, workdir: str, checkpoint: str = "") -> dict:
+  """Evaluates a checkpoint of `workdir` (see `restore_state`) on the test split, and on the
+  validation split when the run has one."""
+  splits = input_pipeline.open_split_set(config)
+  t = Trainer(config, splits.train, splits.test, splits.validation)
+  state, step = restore_state(config, workdir, checkpoint)
+  pstate = t.par.replicate(state)
+  return {"step": step, **t.evaluate(pstate), **t.evaluate_validation(pstate),
+          "class_names": splits.class_names}
 
 
 def evaluate_variables(config, variables) -> dict:
   """Evaluates `{'params', 'batch_stats'}` from elsewhere (the authors' checkpoints) on the test
   split, as `evaluate` does a run's latest checkpoint."""
-  train, test, class_names = input_pipeline.open_splits(config)
-  t = Trainer(config, train, test)
+  splits = input_pipeline.open_split_set(config)
+  t = Trainer(config, splits.train, splits.test)
   state = create_train_state(config, t.model, t.steps_per_epoch).replace(
       params=variables["params"], batch_stats=variables["batch_stats"])
-  return {**t.evaluate(t.par.replicate(state)), "class_names": class_names}
+  return {**t.evaluate(t.par.replicate(state)), "class_names": splits.class_names}

@@ -149,6 +149,9 @@ def test_min_length_is_the_shortest_input_the_network_takes(kernel, strides, pad
      "least 36 time steps."),
     (["--config=configs/pamap2.py", "--config.lr_decay_rate=0"],
      "error: config.lr_decay_rate=0.0 is not allowed: expected a number in (0, 1]."),
+    (["--config=configs/wisdm.py", "--config.class_weights=1,2,3"],
+     "error: config.class_weights='1,2,3' is not allowed: expected 'none', 'balanced', or 6 "
+     "comma-separated weights >= 0 (one per class), not all 0."),
 ])
 def test_main_py_says_it_in_one_line_before_anything_runs(flags, message, tmp_path):
   path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
