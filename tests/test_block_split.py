@@ -34,7 +34,7 @@ def splits(n_train, n_test, window, seed=0):
   return split(n_train), split(n_test)
 
 
-def null_step(state, batch):
+def null_step(state, batch, class_weights=None):
   labels = batch["label"]
   loss = batch["signal"].reshape(labels.shape[0], -1).sum(1)  # reads the whole batch
   return state.replace(step=state.step + 1), metrics_lib.TrainMetrics.gather_from_model_output(
