@@ -31,11 +31,14 @@ _PACKAGES = {
 # The files whose contents compute a step: a docs or README commit leaves the step code alone.
 _STEP_FILES = {
     "jax": ("danhar_jax/models.py", "danhar_jax/train.py", "danhar_jax/parallel.py",
-            "danhar_jax/input_pipeline.py", "danhar_jax/metrics.py", "danhar_jax/checkpoints.py",
+            "danhar_jax/input_pipeline.py", "danhar_jax/splits.py", "danhar_jax/selection.py",
+            "danhar_jax/metrics.py", "danhar_jax/checkpoints.py", "danhar_jax/host_memory.py",
             "danhar_jax/ops/*.py", "configs/*.py", "benchmarks/contenders_jax.py",
-            "benchmarks/timing.py", "benchmarks/model_config.py"),
+            "benchmarks/trainer_bench.py", "benchmarks/worker.py", "benchmarks/timing.py",
+            "benchmarks/model_config.py"),
     "torch": ("benchmarks/torch_reference.py", "benchmarks/contenders_torch.py",
-              "benchmarks/timing.py", "benchmarks/model_config.py", "configs/*.py"),
+              "benchmarks/worker.py", "benchmarks/timing.py", "benchmarks/model_config.py",
+              "configs/*.py"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import pathlib
+import re
 import textwrap
 import sys
 
@@ -346,12 +347,32 @@ def render(results_dir=ledger.RESULTS, out_dir=None) -> list[pathlib.Path]:
   return written
 
 
+# The README's tables are these blocks, rendered from the ledger the marker names.
+BLOCK = re.compile(r"(<!-- core table: (?P<slug>[\w.-]+) -->\n)(?P<table>.*?)\n?<!-- end -->",
+                   re.S)
+
+
+def readme_blocks(text: str, results_dir=ledger.RESULTS) -> str:
+  """`text` with every core-table block rendered again from its ledger."""
+  def table(match):
+    rows = latest(ledger.read(pathlib.Path(results_dir) / f"{match['slug']}.jsonl"))
+    return match[1] + core_table_markdown(rows) + "\n<!-- end -->"
+  return BLOCK.sub(table, text)
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--results", default=str(ledger.RESULTS), help="folder of *.jsonl ledgers")
   parser.add_argument("--out", default=None, help="where to write (default: --results)")
+  parser.add_argument("--readme", default=None, help="also render the core-table blocks of "
+                      "this Markdown file (README.md) from the ledgers they name")
   args = parser.parse_args(argv)
   for path in render(args.results, args.out):
+    print(path)
+  if args.readme:
+    path = pathlib.Path(args.readme)
+    path.write_text(readme_blocks(path.read_text(encoding="utf-8"), args.results),
+                    encoding="utf-8")
     print(path)
 
 

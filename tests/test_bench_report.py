@@ -17,6 +17,7 @@ from benchmarks import roofline
 from benchmarks import schema
 
 H100 = "NVIDIA H100 80GB HBM3"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def row(config, contender, numerics, batch, *, priority=1, wps=None, when="2026-12-10T10:00:00",
@@ -265,3 +266,11 @@ def test_gpu_sampler_without_nvidia_smi(tmp_path, monkeypatch):
   with env.GpuSampler(interval_s=0.05) as sampler:
     pass
   assert sampler.summary() == {} and sampler._thread is None and env.gpu_static() == {}
+
+
+def test_the_readme_tables_are_rendered_from_the_committed_ledgers():
+  """`python -m benchmarks.report --readme=README.md` wrote them; a hand edit or a ledger
+  changed without rendering again fails here."""
+  text = (ROOT / "README.md").read_text(encoding="utf-8")
+  assert report.BLOCK.search(text)
+  assert report.readme_blocks(text) == text
