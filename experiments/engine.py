@@ -168,9 +168,11 @@ def plan(cells: list[Cell], seeds: list[int], common: dict, budget_s: float | No
   (measured times × `margin`, `jobs` runs at once). The first trained cell of each config file is
   timed; the others scale by forward FLOPs; a random forest costs nothing here."""
   trained, refs = [c for c in cells if c.kind == "danhar"], references(cells)
-  first = next(iter(refs.values()))
   out = {"created": now(), "cells": [c.name for c in cells], "seeds": seeds, "margin": margin,
          "jobs": jobs, "budget_minutes": budget_s / 60 if budget_s else None}
+  if not refs:  # random forests only: no epochs to size
+    return {**out, "epochs": epochs or 1, "measured": None, "estimated_minutes": None}
+  first = next(iter(refs.values()))
   if epochs:  # nothing to size: no measuring
     return {**out, **split_sizes(make_config(first.config, values(first, common, 0, epochs))),
             "epochs": epochs, "measured": None, "estimated_minutes": None}
@@ -298,7 +300,8 @@ def subjects_of(last: dict, config, wd: str) -> dict:
 
 def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> dict | None:
   """The run's record, or None before its first evaluation: last and best accuracy and F1, the
-  curve, per-subject accuracy of the last evaluation, localisation scores, seconds."""
+  curve, per-subject accuracy of the last evaluation (and of the selected one), the epoch
+  selected under config.select_on, the split's overlap audit, localisation scores, seconds."""
   wd = workdir(runs_dir, cell, seed)
   from danhar_jax import writers  # pylint: disable=g-import-not-at-top
   records = writers.read_eval_metrics(wd)
@@ -315,8 +318,18 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
          "best_macro_f1": f1[best_f1], "best_macro_f1_epoch": records[best_f1]["epoch"],
          "last_macro_f1": f1[-1], "complete": bool(ran) and last["epoch"] >= epochs,
          "curve": [{k: r.get(k) for k in ("epoch", "accuracy", "macro_f1", "loss", "train_loss",
-                                          "train_accuracy")} for r in records],
+                                          "train_accuracy", "validation_accuracy")}
+                   for r in records],
          **{k: v for k, v in last.items() if k.startswith("loc_")}}
+  # The epoch selected under config.select_on (docs/reliability.md); a record without the
+  # fields (a random forest, an older run) has none.
+  out.update({k: last.get(k) for k in ("selected_on", "selected_epoch", "selected_score",
+                                       "test_accuracy_at_selected", "test_macro_f1_at_selected")})
+  at = [r for r in records if r["epoch"] == last.get("selected_epoch")]
+  out["validation_accuracy_at_selected"] = at[0].get("validation_accuracy") if at else None
+  out["selected_checkpoint"] = (subjects_of(at[0], None, wd)
+                                if at and "subject_windows" in at[0] else {})
+  out["split_audit"] = writers.read_split_audit(wd)  # None for a run from before it was written
   config = make_config(cell.config, values(cell, common, seed, epochs))
   out["last_checkpoint"] = subjects_of(last, config, wd)
   out.update({k: ran.get(k) for k in ("started", "finished", "wall_seconds")})
@@ -360,7 +373,7 @@ def run_study(args, cells: list[Cell], common: dict, budget_s: float, margin: fl
   the_plan = saved_plan(args.runs_dir, args.epochs, make)
   minutes = the_plan["estimated_minutes"]
   print(f"Plan: {', '.join(c.name for c in cells)} × seeds {args.seed_list}: "
-        f"{the_plan['epochs']} epochs × {the_plan['steps_per_epoch']} steps; "
+        f"{the_plan['epochs']} epochs × {the_plan.get('steps_per_epoch')} steps; "
         + (f"estimated {minutes:.0f} min." if minutes else "time not estimated."), flush=True)
   ran = run_all(cells, args.seed_list, the_plan["epochs"], args.runs_dir, common, jobs, hide)
   print(f"All runs ended at {now()}; {sum(r['returncode'] != 0 for r in ran)} failed.",
