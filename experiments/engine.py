@@ -108,12 +108,13 @@ def workdir(runs_dir: str, cell: Cell, seed: int) -> str:
 
 
 def calibrate(config, steps: int) -> dict:
-  """Seconds of one train step (after compiling) and of one evaluation, from a short run."""
+  """Seconds of one train step (after compiling) and of one evaluation, from a short run on the
+  splits of the config's protocol (config.split, config.validation_*), as main.py has them."""
   import jax  # pylint: disable=g-import-not-at-top
   from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  train_split, test, _ = input_pipeline.load(config)
-  t = train.Trainer(config, train_split, test)
+  split_set = input_pipeline.open_split_set(config)
+  t = train.Trainer(config, split_set.train, split_set.test, split_set.validation)
   pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
   load_s = time.perf_counter() - start
 
@@ -129,7 +130,7 @@ def calibrate(config, steps: int) -> dict:
     step_s.append(s)
   # One evaluation, compiling and the config's evaluators (localisation) included: an upper
   # bound that keeps the measurement short.
-  _, eval_s = timed(lambda: t.evaluate(pstate))
+  _, eval_s = timed(lambda: (t.evaluate(pstate), t.evaluate_validation(pstate)))
   out = {"steps_per_epoch": t.steps_per_epoch, "train_windows": t.n_train,
          "test_windows": t.n_test, "global_batch": t.global_batch, "load_s": load_s,
          "first_step_s": compile_s, "step_s": float(np.median(step_s)), "eval_s": eval_s}
@@ -147,10 +148,10 @@ def forward_flops(config) -> float:
 def split_sizes(config) -> dict:
   """What a plan records without measuring: the splits and the steps of an epoch."""
   from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
-  train_split, test, _ = input_pipeline.open_splits(config)
-  return {"steps_per_epoch": train.epoch_steps(config, len(train_split)),
-          "global_batch": config.batch_size, "train_windows": len(train_split),
-          "test_windows": len(test)}
+  split_set = input_pipeline.open_split_set(config)
+  return {"steps_per_epoch": train.epoch_steps(config, len(split_set.train)),
+          "global_batch": config.batch_size, "train_windows": len(split_set.train),
+          "test_windows": len(split_set.test)}
 
 
 def references(cells: list[Cell]) -> dict[str, Cell]:

@@ -31,7 +31,6 @@ on about 5% more windows, random_windows_gap on about half, so the plan errs lon
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -289,9 +288,10 @@ def render(out: dict, png_name: str) -> str:
       f"- Code: git {code.get('git_sha')}" + (" (with uncommitted changes)"
                                               if code.get("git_dirty") else "") + ".",
       f"- Data: {c['data']}.",
-      f"- Every trained cell: {c['epochs']} epochs of the authors' {c['authors_epochs']} × "
-      f"{c['steps_per_epoch']} steps of batch {c['global_batch']} (steps timed on the subjects "
-      "split; each protocol trains on its own split's full batches); seeds "
+      f"- Every trained cell: {c['epochs']} epochs (the authors train {c['authors_epochs']}) of "
+      f"{c['steps_per_epoch']} steps of batch {c['global_batch']} on the subjects split (each "
+      "protocol trains on its own split's full batches: about 5% more under random_windows, "
+      "half under random_windows_gap); seeds "
       f"{', '.join(map(str, c['seeds']))}; the authors' recipe of each model file "
       "(configs/wisdm2019.py); evaluated on the protocol's test windows after every epoch. The "
       "random forest: 300 trees on per-channel window statistics, the same splits.",

@@ -21,9 +21,8 @@ the test subjects as the authors do, and plain findings (DanHAR's losses named).
       --steps_per_epoch=2 --runs_dir=/tmp/proto_smoke --out_dir=/tmp/proto_smoke   # smoke
 
 `--manual_dir` defaults to ../shared/data/wisdm_2019 beside the checkout. Without `--epochs` the
-engine times DanHAR's epoch (the first trained cell of the file; the others scale by FLOPs) on
-the 8-subject training set and plans as many epochs as fit `--budget_minutes` (the authors train
-500); the 6 subjects train about a quarter fewer steps, so the plan errs long.
+engine times DanHAR's epoch on these splits (the first trained cell of the file; the others scale
+by FLOPs) and plans as many epochs as fit `--budget_minutes` (the authors train 500).
 """
 
 from __future__ import annotations
@@ -168,7 +167,7 @@ def findings(summary: dict, epochs: int | None = None) -> list[str]:
     sel = mean(summary, c, "test_accuracy_at_selected")
     out.append(f"- {NAMES[c]}: the best epoch chosen on the test subjects (the authors' way) "
                f"reads {100 * (mean(summary, c, 'best_accuracy') - sel):+.2f} points above the "
-               f"epoch chosen on validation; the last epoch "
+               f"epoch chosen on validation, and the last epoch "
                f"{100 * (mean(summary, c, 'last_accuracy') - sel):+.2f}.")
   if epochs:
     out.append(f"- Every network ran {epochs} epoch{'s' * (epochs != 1)} of the authors' "
@@ -240,9 +239,9 @@ def render(out: dict, png_name: str) -> str:
       f"- Code: git {code.get('git_sha')}" + (" (with uncommitted changes)"
                                               if code.get("git_dirty") else "") + ".",
       f"- Data: {c['data']}.",
-      f"- Every network: {c['epochs']} epochs of the authors' {c['authors_epochs']} (steps timed "
-      f"at {c['steps_per_epoch']} per epoch of batch {c['global_batch']} on 8 subjects; the 6 "
-      f"here train fewer); seeds {', '.join(map(str, c['seeds']))}; its authors' file recipe "
+      f"- Every network: {c['epochs']} epochs (the authors train {c['authors_epochs']}) of "
+      f"{c['steps_per_epoch']} steps of batch {c['global_batch']}; seeds "
+      f"{', '.join(map(str, c['seeds']))}; its authors' file recipe "
       f"(configs/wisdm2019.py); `select_on={c['select_on']}`: the test reported at the epoch of "
       "the best validation accuracy (the earliest on a tie), and at the last. The random forest: "
       "300 trees on per-channel window statistics, fitted once on the same training subjects.",

@@ -181,7 +181,7 @@ def test_the_leakage_report_renders_from_fake_records(tmp_path):
   out = fake_out(leakage_summary(), {})
   text = leak.render(out, "leakage_audit.png")
   assert "- Code: git " + "0" * 40 + "." in text
-  assert "2 epochs of the authors' 500" in text
+  assert "- Every trained cell: 2 epochs (the authors train 500) of 23 steps of batch 210" in text
   assert ("| danhar_random_windows | 3 | 2/2/2 | 5,117 | 1,954 (89.1%) of 2,193 | 90.00 ± 1.00 "
           in text)
   assert "| DanHAR | last accuracy | random_windows minus subjects | +30.00, +29.00, +31.00 | " \
@@ -252,7 +252,7 @@ def test_protocol_findings_say_plainly_when_danhar_loses():
   assert "intervals of DanHAR [" in text and "overlap: 4 test subjects cannot tell them apart" in text
   # The authors' test-chosen epoch against the validation-chosen one.
   assert ("- DanHAR: the best epoch chosen on the test subjects (the authors' way) reads +4.00 "
-          "points above the epoch chosen on validation; the last epoch -3.00.") in text
+          "points above the epoch chosen on validation, and the last epoch -3.00.") in text
   assert "ran 2 epochs of the authors' 500 (0.4%)" in text
   assert not any(l.startswith("- random forest:") for l in found)  # no epochs to choose from
   # When it does win, it is said as plainly.
@@ -275,6 +275,7 @@ def test_the_protocol_report_renders_from_fake_records(tmp_path):
   out = fake_out(protocol_summary(), {"select_on": "validation_accuracy"})
   text = proto.render(out, "protocol_comparison.png")
   assert "`select_on=validation_accuracy`" in text
+  assert "- Every network: 2 epochs (the authors train 500) of 23 steps of batch 210" in text
   row = next(l for l in text.splitlines() if l.startswith("| DanHAR |"))
   assert row.startswith("| DanHAR | 3,169,336 | 2/2/2 | 1/1/1 | 70.00 ± 0.00 | 66.00 ± 1.00 | "
                         "65.00 ± 1.00 | [")
