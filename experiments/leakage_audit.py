@@ -220,7 +220,7 @@ def findings(summary: dict, epochs: int | None = None) -> list[str]:
                  "so its gap is leakage plus the cross-subject shift. Neither difference is "
                  "leakage alone; random_windows minus random_windows_gap is the closer one.")
   out += [f"- WARNING, splits differ between models: {b}" for b in bad]
-  if epochs:
+  if epochs and any(not c.startswith("rf_") for c in summary):  # a forest has no epochs
     out.append(f"- Every trained cell ran {epochs} epoch{'s' * (epochs != 1)} of the authors' "
                f"{AUTHORS_EPOCHS} ({100 * epochs / AUTHORS_EPOCHS:.1f}%); how large the "
                "inflation is after 500 epochs is not measured here.")
@@ -268,7 +268,8 @@ def collect(args, the_plan: dict) -> dict:
                      "global_batch": the_plan.get("global_batch"), "seeds": args.seed_list},
       "plan": the_plan,
       "not_run": [*([f"cells {', '.join(not_run)}"] if not_run else []),
-                  f"more than {epochs} epochs (the authors train for {AUTHORS_EPOCHS})",
+                  f"more than {epochs} epoch{'s' * (epochs != 1)} (the authors train for "
+                  f"{AUTHORS_EPOCHS})",
                   "the other 39 subjects of WISDM-2019 (only 12 are staged), its phone sensors"],
       "missing": missing,
       "params": {c: engine.params(args.table[c], values) for c in cells},
@@ -288,13 +289,15 @@ def render(out: dict, png_name: str) -> str:
       f"- Code: git {code.get('git_sha')}" + (" (with uncommitted changes)"
                                               if code.get("git_dirty") else "") + ".",
       f"- Data: {c['data']}.",
-      f"- Every trained cell: {c['epochs']} epochs (the authors train {c['authors_epochs']}) of "
-      f"{c['steps_per_epoch']} steps of batch {c['global_batch']} on the subjects split (each "
-      "protocol trains on its own split's full batches: about 5% more under random_windows, "
-      "half under random_windows_gap); seeds "
-      f"{', '.join(map(str, c['seeds']))}; the authors' recipe of each model file "
-      "(configs/wisdm2019.py); evaluated on the protocol's test windows after every epoch. The "
-      "random forest: 300 trees on per-channel window statistics, the same splits.",
+      (f"- Every trained cell: {c['epochs']} epoch{'s' * (c['epochs'] != 1)} (the authors "
+       f"train {c['authors_epochs']}) of {c['steps_per_epoch']} steps of batch "
+       f"{c['global_batch']} on the subjects split (each protocol trains on its own split's "
+       "full batches: about 5% more under random_windows, half under random_windows_gap); "
+       "the authors' recipe of each model file (configs/wisdm2019.py); evaluated on the "
+       "protocol's test windows after every epoch." if c.get("steps_per_epoch") else
+       "- No trained cell ran."),
+      f"- Seeds {', '.join(map(str, c['seeds']))}. The random forest: 300 trees on per-channel "
+      "window statistics, the same splits.",
       (f"- Plan: estimated {p['estimated_minutes']:.0f} min for a {p['budget_minutes']:.0f}-min "
        f"budget (measured times × {p['margin']})." if p.get("estimated_minutes") else
        "- Plan: epochs fixed by the command line."),

@@ -211,7 +211,8 @@ def collect(args, the_plan: dict) -> dict:
       "plan": the_plan,
       "not_run": [*([f"cells {', '.join(c for c in MODELS if c not in args.cell_list)}"]
                     if len(args.cell_list) < len(MODELS) else []),
-                  f"more than {epochs} epochs (the authors train for {AUTHORS_EPOCHS})",
+                  f"more than {epochs} epoch{'s' * (epochs != 1)} (the authors train for "
+                  f"{AUTHORS_EPOCHS})",
                   "early stopping (config.early_stopping_patience: off)",
                   "the other 39 subjects of WISDM-2019 (only 12 are staged), its phone sensors"],
       "missing": missing,
@@ -239,7 +240,7 @@ def render(out: dict, png_name: str) -> str:
       f"- Code: git {code.get('git_sha')}" + (" (with uncommitted changes)"
                                               if code.get("git_dirty") else "") + ".",
       f"- Data: {c['data']}.",
-      f"- Every network: {c['epochs']} epochs (the authors train {c['authors_epochs']}) of "
+      f"- Every network: {c['epochs']} epoch{'s' * (c['epochs'] != 1)} (the authors train {c['authors_epochs']}) of "
       f"{c['steps_per_epoch']} steps of batch {c['global_batch']}; seeds "
       f"{', '.join(map(str, c['seeds']))}; its authors' file recipe "
       f"(configs/wisdm2019.py); `select_on={c['select_on']}`: the test reported at the epoch of "

@@ -172,6 +172,8 @@ def test_leakage_findings_say_when_there_is_no_inflation_and_when_the_audit_is_m
   summary["rf_subjects"][1]["split_audit"] = audit("subjects", 4000, 2417, 0)
   assert "WARNING, splits differ between models: rf_subjects seed 1" in "\n".join(
       leak.findings(summary))
+  forest = {c: v for c, v in leakage_summary().items() if c.startswith("rf_")}
+  assert not any("epoch" in l for l in leak.findings(forest, epochs=1))  # no epochs to cut
   mixed = {0: 1.0, 1: -2.0}
   assert leak.verdict(mixed) == ("the sign changes between seeds (higher on 1 of 2): no "
                                  "inflation shown")
