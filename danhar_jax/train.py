@@ -495,6 +495,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state, start = checkpoints.restore(mngr, state, expected=t.pipeline_position(0),
                                        config=config.to_dict(), set_aside=True)
     writers.forget_after(start)
+    if jax.process_index() == 0:  # what the split's audit found, beside the records
+      writers_lib.write_split_audit(workdir, splits.audit)
     # The selected epoch so far over the whole run: a resumed run replays the records it keeps.
     selector = selection.from_records(
         select_on, patience,

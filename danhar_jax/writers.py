@@ -136,6 +136,23 @@ class Writers:
       pass
 
 
+SPLIT_AUDIT = "split_audit.json"
+
+
+def write_split_audit(workdir: str, audit: dict) -> None:
+  """`<workdir>/split_audit.json`: the protocol's overlap audit (splits.audit), which a run
+  otherwise only logs, for a study to read (`read_split_audit`). Replaced whole on a rerun."""
+  path = epath.Path(workdir) / SPLIT_AUDIT
+  with disk.writing(os.fspath(path)):
+    path.write_text(json.dumps(audit, indent=1) + "\n")
+
+
+def read_split_audit(workdir: str) -> dict | None:
+  """The audit a run wrote (`write_split_audit`); None for a run from before it was written."""
+  path = epath.Path(workdir) / SPLIT_AUDIT
+  return json.loads(path.read_text()) if path.exists() else None
+
+
 def read_eval_metrics(workdir: str) -> list[dict]:
   path = epath.Path(workdir) / "eval_metrics.jsonl"
   if not path.exists():

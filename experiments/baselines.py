@@ -5,7 +5,8 @@ becomes, per sensor channel, its mean, std, min, max, median, 10th and 90th perc
 absolute first difference, concatenated. The forest (scikit-learn, fixed seed, `--trees`) is
 scored on the test split; the record goes to `<workdir>/eval_metrics.jsonl` in the shape a
 trained cell writes (accuracy, F1, per-subject accuracy and windows), so experiments/engine.py
-reads it as one more cell (kind "rf"):
+reads it as one more cell (kind "rf"); the split's overlap audit goes to
+`<workdir>/split_audit.json`, as a trained run's does:
 
   python -m experiments.baselines --config=configs/wisdm2019.py --workdir=runs/rf/seed0 \
       --config.manual_dir=/path/to/wisdm_2019 --config.test_subjects=1608,1609,1610,1611
@@ -61,11 +62,13 @@ def fit_evaluate(split_set, seed: int = 0, trees: int = 300, jobs: int = 2) -> d
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from danhar_jax import input_pipeline, writers  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   config, workdir = f.config, f.workdir
-  record = fit_evaluate(input_pipeline.open_split_set(config), config.seed, f.trees, f.jobs)
+  split_set = input_pipeline.open_split_set(config)
+  record = fit_evaluate(split_set, config.seed, f.trees, f.jobs)
   os.makedirs(workdir, exist_ok=True)
+  writers.write_split_audit(workdir, split_set.audit)
   # One evaluation, written whole: a rerun replaces it rather than appending a second epoch 1.
   with open(os.path.join(workdir, "eval_metrics.jsonl"), "w") as out:
     out.write(json.dumps(record) + "\n")

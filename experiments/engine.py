@@ -108,12 +108,13 @@ def workdir(runs_dir: str, cell: Cell, seed: int) -> str:
 
 
 def calibrate(config, steps: int) -> dict:
-  """Seconds of one train step (after compiling) and of one evaluation, from a short run."""
+  """Seconds of one train step (after compiling) and of one evaluation, from a short run on the
+  splits of the config's protocol (config.split, config.validation_*), as main.py has them."""
   import jax  # pylint: disable=g-import-not-at-top
   from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  train_split, test, _ = input_pipeline.load(config)
-  t = train.Trainer(config, train_split, test)
+  split_set = input_pipeline.open_split_set(config)
+  t = train.Trainer(config, split_set.train, split_set.test, split_set.validation)
   pstate = t.par.replicate(train.create_train_state(config, t.model, t.steps_per_epoch))
   load_s = time.perf_counter() - start
 
@@ -129,7 +130,7 @@ def calibrate(config, steps: int) -> dict:
     step_s.append(s)
   # One evaluation, compiling and the config's evaluators (localisation) included: an upper
   # bound that keeps the measurement short.
-  _, eval_s = timed(lambda: t.evaluate(pstate))
+  _, eval_s = timed(lambda: (t.evaluate(pstate), t.evaluate_validation(pstate)))
   out = {"steps_per_epoch": t.steps_per_epoch, "train_windows": t.n_train,
          "test_windows": t.n_test, "global_batch": t.global_batch, "load_s": load_s,
          "first_step_s": compile_s, "step_s": float(np.median(step_s)), "eval_s": eval_s}
@@ -147,10 +148,10 @@ def forward_flops(config) -> float:
 def split_sizes(config) -> dict:
   """What a plan records without measuring: the splits and the steps of an epoch."""
   from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
-  train_split, test, _ = input_pipeline.open_splits(config)
-  return {"steps_per_epoch": train.epoch_steps(config, len(train_split)),
-          "global_batch": config.batch_size, "train_windows": len(train_split),
-          "test_windows": len(test)}
+  split_set = input_pipeline.open_split_set(config)
+  return {"steps_per_epoch": train.epoch_steps(config, len(split_set.train)),
+          "global_batch": config.batch_size, "train_windows": len(split_set.train),
+          "test_windows": len(split_set.test)}
 
 
 def references(cells: list[Cell]) -> dict[str, Cell]:
@@ -168,9 +169,11 @@ def plan(cells: list[Cell], seeds: list[int], common: dict, budget_s: float | No
   (measured times × `margin`, `jobs` runs at once). The first trained cell of each config file is
   timed; the others scale by forward FLOPs; a random forest costs nothing here."""
   trained, refs = [c for c in cells if c.kind == "danhar"], references(cells)
-  first = next(iter(refs.values()))
   out = {"created": now(), "cells": [c.name for c in cells], "seeds": seeds, "margin": margin,
          "jobs": jobs, "budget_minutes": budget_s / 60 if budget_s else None}
+  if not refs:  # random forests only: no epochs to size
+    return {**out, "epochs": epochs or 1, "measured": None, "estimated_minutes": None}
+  first = next(iter(refs.values()))
   if epochs:  # nothing to size: no measuring
     return {**out, **split_sizes(make_config(first.config, values(first, common, 0, epochs))),
             "epochs": epochs, "measured": None, "estimated_minutes": None}
@@ -298,7 +301,8 @@ def subjects_of(last: dict, config, wd: str) -> dict:
 
 def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> dict | None:
   """The run's record, or None before its first evaluation: last and best accuracy and F1, the
-  curve, per-subject accuracy of the last evaluation, localisation scores, seconds."""
+  curve, per-subject accuracy of the last evaluation (and of the selected one), the epoch
+  selected under config.select_on, the split's overlap audit, localisation scores, seconds."""
   wd = workdir(runs_dir, cell, seed)
   from danhar_jax import writers  # pylint: disable=g-import-not-at-top
   records = writers.read_eval_metrics(wd)
@@ -315,8 +319,18 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
          "best_macro_f1": f1[best_f1], "best_macro_f1_epoch": records[best_f1]["epoch"],
          "last_macro_f1": f1[-1], "complete": bool(ran) and last["epoch"] >= epochs,
          "curve": [{k: r.get(k) for k in ("epoch", "accuracy", "macro_f1", "loss", "train_loss",
-                                          "train_accuracy")} for r in records],
+                                          "train_accuracy", "validation_accuracy")}
+                   for r in records],
          **{k: v for k, v in last.items() if k.startswith("loc_")}}
+  # The epoch selected under config.select_on (docs/reliability.md); a record without the
+  # fields (a random forest, an older run) has none.
+  out.update({k: last.get(k) for k in ("selected_on", "selected_epoch", "selected_score",
+                                       "test_accuracy_at_selected", "test_macro_f1_at_selected")})
+  at = [r for r in records if r["epoch"] == last.get("selected_epoch")]
+  out["validation_accuracy_at_selected"] = at[0].get("validation_accuracy") if at else None
+  out["selected_checkpoint"] = (subjects_of(at[0], None, wd)
+                                if at and "subject_windows" in at[0] else {})
+  out["split_audit"] = writers.read_split_audit(wd)  # None for a run from before it was written
   config = make_config(cell.config, values(cell, common, seed, epochs))
   out["last_checkpoint"] = subjects_of(last, config, wd)
   out.update({k: ran.get(k) for k in ("started", "finished", "wall_seconds")})
@@ -360,7 +374,7 @@ def run_study(args, cells: list[Cell], common: dict, budget_s: float, margin: fl
   the_plan = saved_plan(args.runs_dir, args.epochs, make)
   minutes = the_plan["estimated_minutes"]
   print(f"Plan: {', '.join(c.name for c in cells)} × seeds {args.seed_list}: "
-        f"{the_plan['epochs']} epochs × {the_plan['steps_per_epoch']} steps; "
+        f"{the_plan['epochs']} epochs × {the_plan.get('steps_per_epoch')} steps; "
         + (f"estimated {minutes:.0f} min." if minutes else "time not estimated."), flush=True)
   ran = run_all(cells, args.seed_list, the_plan["epochs"], args.runs_dir, common, jobs, hide)
   print(f"All runs ended at {now()}; {sum(r['returncode'] != 0 for r in ran)} failed.",

@@ -52,9 +52,10 @@ def subject_bootstrap(accuracy: dict, windows: dict, draws: int = DRAWS,
   return float(lo), float(hi)
 
 
-def subject_means(by_seed: dict) -> tuple[dict, dict, dict]:
-  """Per test subject over seeds: (mean accuracy, sample std, windows); empty without them."""
-  accs = [r["last_checkpoint"]["subjects"] for r in by_seed.values() if r.get("last_checkpoint")]
+def subject_means(by_seed: dict, at: str = "last_checkpoint") -> tuple[dict, dict, dict]:
+  """Per test subject over seeds: (mean accuracy, sample std, windows); empty without them.
+  `at`: the evaluation, "last_checkpoint" or "selected_checkpoint" (engine.record)."""
+  accs = [r[at]["subjects"] for r in by_seed.values() if r.get(at)]
   if not accs:
     return {}, {}, {}
   mean = {k: float(np.mean([a[k]["accuracy"] for a in accs])) for k in accs[0]}
@@ -63,10 +64,10 @@ def subject_means(by_seed: dict) -> tuple[dict, dict, dict]:
   return mean, std, {k: accs[0][k]["windows"] for k in accs[0]}
 
 
-def interval(by_seed: dict) -> str:
-  """The subject-bootstrap 95% interval of the seed-mean last accuracy, in %; '–' without
-  per-subject accuracies."""
-  mean, _, windows = subject_means(by_seed)
+def interval(by_seed: dict, at: str = "last_checkpoint") -> str:
+  """The subject-bootstrap 95% interval of the seed-mean last (or `at`) accuracy, in %; '–'
+  without per-subject accuracies."""
+  mean, _, windows = subject_means(by_seed, at)
   if not mean:
     return "–"
   lo, hi = subject_bootstrap(mean, windows)
@@ -90,6 +91,12 @@ def condition_lines(c: dict) -> list[str]:
   return [f"- {c['backend']} backend, {c['cpu']}, {c['cores']} cores (shared with other work), "
           f"jax {c['jax']}, Python {c['python']}.",
           f"- Runs from {c['started']} to {c['finished']}; report written {c['report_written']}."]
+
+
+def code_version() -> dict:
+  """The checkout's git commit, and whether tracked files differ from it (None outside git)."""
+  from benchmarks import env  # pylint: disable=g-import-not-at-top
+  return env.git()
 
 
 def machine() -> dict:

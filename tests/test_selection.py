@@ -5,6 +5,7 @@ The loop tests run in-memory splits (tests/test_train.py's); the data side (how 
 split is carved) is input_pipeline's and is tested there.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -54,8 +55,10 @@ def split_set(validation=True):
 
 
 def test_validation_off_keeps_todays_parameters_and_records(monkeypatch, tmp_path):
-  monkeypatch.setattr(input_pipeline, "open_split_set", lambda config: split_set(False))
+  audited = dataclasses.replace(split_set(False), audit={"split": "default", "test_windows": 37})
+  monkeypatch.setattr(input_pipeline, "open_split_set", lambda config: audited)
   state = train.train_and_evaluate(quick_config(2), str(tmp_path))
+  assert writers.read_split_audit(tmp_path) == audited.audit  # for a study to read
   assert checkpoints.digest((state.params, state.batch_stats)) == BASELINE_DIGEST
   records = writers.read_eval_metrics(tmp_path)
   assert [{k: r[k] for k in b} for r, b in zip(records, BASELINE_RECORDS)] == BASELINE_RECORDS
