@@ -138,10 +138,10 @@ def test_a_run_killed_midway_resumes_with_only_the_missing_rows(tmp_path):
 
 @pytest.mark.slow
 def test_the_device_call_fails_when_its_limit_cuts_a_priority_one_row(tmp_path):
-  """device_check.sh with too little time for the core table (no group of it fits at the
-  guessed costs): the plan stage exits 3, the call
-  exits non-zero, and its summary says what is missing and the command for the next lease."""
+  """device_check.sh whose plan gets too little time for the core table: the plan stage exits
+  3, the call exits non-zero, and its summary says what is missing and the next command."""
   env = {**os.environ, "QUICK": "1", "DEVICE_WHEELS": "none", "DEVICE_CHECK_LIMIT_S": "240",
+         "DEVICE_CHECK_PLAN_S": "2",
          "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
   done = subprocess.run(["bash", "benchmarks/device_check.sh", str(tmp_path / "out")], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
