@@ -331,8 +331,8 @@ def test_steps_per_call_changes_nothing_bit_for_bit(fake_data, tmp_path, monkeyp
           for k in (1, 4, 16)}
   save = checkpoints.save
 
-  def save_then_stop(mngr, step, *args):
-    save(mngr, step, *args)
+  def save_then_stop(mngr, step, *args, **kwargs):
+    save(mngr, step, *args, **kwargs)
     if step == 3:
       raise Interrupted
 
