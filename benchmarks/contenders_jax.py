@@ -20,6 +20,7 @@ import numpy as np
 
 from benchmarks import plan
 from benchmarks import timing
+from danhar_jax import evaluators
 from danhar_jax import models
 from danhar_jax import parallel
 from danhar_jax import summary
@@ -38,7 +39,7 @@ def synthetic(n: int, shape, num_classes: int, seed: int) -> dict:
 
 def with_segments(config, test: dict) -> dict:
   """Test windows with a target segment each, for configs whose evaluators score localisation."""
-  if "localization" in config.evaluators:
+  if any(s.name == "localization" for s in evaluators.scheduled(config.evaluators)):
     length, n = config.input_shape[0], len(test["label"])
     start = np.random.default_rng(2).integers(0, length - length // 4, n).astype(np.int32)
     test = dict(test, segment_start=start, segment_end=start + length // 4)

@@ -51,19 +51,17 @@ def null_train_step(state, batch, class_weights=None):
   labels = batch["label"]
   logits = jnp.zeros((labels.shape[0], NULL_CLASSES[0]), jnp.float32)
   loss = batch["signal"].reshape(labels.shape[0], -1)[:, 0]  # reads the batch, so it is gathered
-  return state.replace(step=state.step + 1), metrics_lib.TrainMetrics.gather_from_model_output(
-      axis_name=parallel.AXIS, loss=loss, logits=logits, labels=labels)
+  return state.replace(step=state.step + 1), metrics_lib.TrainMetrics.of(
+      loss=loss, logits=logits, labels=labels).psum(parallel.AXIS)
 
 
 def null_eval_step(state, batch):
   del state
   labels = batch["label"]
   logits = jnp.zeros((labels.shape[0], NULL_CLASSES[0]), jnp.float32)
-  by_subject = {"subject_onehot": batch["subject_onehot"]} if "subject_onehot" in batch else {}
-  collection = metrics_lib.EvalMetricsBySubject if by_subject else metrics_lib.EvalMetrics
-  return collection.gather_from_model_output(
-      axis_name=parallel.AXIS, loss=jnp.zeros(labels.shape, jnp.float32), logits=logits,
-      labels=labels, mask=batch["mask"], **by_subject)
+  return metrics_lib.EvalMetrics.of(
+      loss=jnp.zeros(labels.shape, jnp.float32), logits=logits, labels=labels,
+      mask=batch["mask"], subject_onehot=batch.get("subject_onehot")).psum(parallel.AXIS)
 
 
 @contextlib.contextmanager

@@ -128,8 +128,10 @@ def get_config():
   # N > 0: a jax.profiler trace of N train steps (after the first, which compiles) in
   # <workdir>/tensorboard/plugins/profile, for TensorBoard's profile tab or Perfetto.
   config.profile_steps = 0
-  # Scorers added to every evaluation (train.EVALUATORS): 'localization' needs a dataset with
-  # each window's target segment, as `weakly` has.
+  # Evaluators added to the protocol's (danhar_jax/evaluators.py: classification on the test and
+  # validation splits, per_subject on the test split, every epoch), each a name (on the test
+  # split, every epoch) or (name, split, every N epochs), e.g. ('localization', 'test', 5).
+  # 'localization' needs each window's target segment, as the `weakly` dataset has.
   config.evaluators = ()
   return config
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from danhar_jax import evaluators
 from danhar_jax import models
 from danhar_jax import parallel
 from danhar_jax import train
@@ -51,9 +52,12 @@ def validate(config) -> None:
     _integer(config, "early_stopping_patience", 0, allowed="0 (off) or an integer >= 1")
     _number(config, "validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)")
     class_weights(config.class_weights, config.num_classes)
-  for name in config.get("evaluators", ()):
-    if name not in train.EVALUATORS:
-      _fail("evaluators", tuple(config.evaluators), f"names among {', '.join(train.EVALUATORS)}")
+  for entry in config.get("evaluators", ()):
+    try:
+      evaluators.parse(entry)
+    except ValueError as e:
+      raise ValueError(f"config.evaluators={tuple(config.evaluators)!r} is not allowed: "
+                       f"{e}.") from None
   m = config.model
   _choice(m, "backbone", models.BACKBONES, "model.")
   _choice(m, "attention", models.ATTENTIONS, "model.")

@@ -284,7 +284,8 @@ def test_segments(test: dict) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def evaluator(state, test: dict, config) -> dict[str, float]:
-  """`config.evaluators=('localization',)`: `evaluate` on test windows with known segments."""
+  """The `localization` evaluator (evaluators.py): `evaluate` on test windows with known
+  segments."""
   segments = test_segments(test)
   if segments is None:
     raise ValueError(f"config.evaluators has 'localization', but {config.dataset} has no "

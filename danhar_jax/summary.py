@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import parameter_overview
+from flax import traverse_util
 
 from danhar_jax import models
 from danhar_jax import train
@@ -18,6 +18,20 @@ from danhar_jax.ops.conv import ConvK1
 def count_params(params) -> int:
   """Trainable parameters, as the paper counts them (BatchNorm running statistics excluded)."""
   return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
+
+
+def parameter_table(params) -> str:
+  """Each parameter's name, shape, dtype and size, and their total (CLU's parameter overview)."""
+  flat = sorted(traverse_util.flatten_dict(params, sep="/").items())
+  rows = [("Name", "Shape", "Dtype", "Size")] + [
+      (name, str(tuple(p.shape)), str(p.dtype), f"{int(np.prod(p.shape)):,}") for name, p in flat]
+  widths = [max(len(r[i]) for r in rows) for i in range(4)]
+  rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+  line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+  total = sum(int(np.prod(p.shape)) for _, p in flat)
+  size = sum(int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize for _, p in flat)
+  return "\n".join([rule, line(rows[0]), rule, *map(line, rows[1:]), rule,
+                    f"Total: {total:,} -- {size:,} bytes"])
 
 
 def forward_flops(model: models.DanHAR, input_shape: Sequence[int]) -> int:
@@ -58,7 +72,7 @@ def summary(config) -> str:
   n = count_params(variables["params"])
   flops = forward_flops(model, config.input_shape)
   return "\n".join([
-      parameter_overview.get_parameter_overview(variables["params"], include_stats=False),
+      parameter_table(variables["params"]),
       f"model: backbone={config.model.backbone} attention={config.model.attention} "
       f"input (time, sensors)={tuple(config.input_shape)} classes={config.num_classes}"
       f"{' time_as_channels' if config.model.time_as_channels else ''}",

@@ -25,8 +25,8 @@ from flax.training import train_state
 from jax.experimental import multihost_utils
 
 from danhar_jax import checkpoints
+from danhar_jax import evaluators as evaluators_lib
 from danhar_jax import input_pipeline
-from danhar_jax import localization
 from danhar_jax import metrics as metrics_lib
 from danhar_jax import models
 from danhar_jax import parallel
@@ -35,9 +35,6 @@ from danhar_jax import selection
 from danhar_jax import writers as writers_lib
 
 AXIS = parallel.AXIS
-# Scorers that `config.evaluators` can add to every evaluation: f(state, test windows, config)
-# → {name: float}, run by each process on its own test rows (weighted by their `loc_n`).
-EVALUATORS = {"localization": localization.evaluator}
 
 
 class TrainState(train_state.TrainState):
@@ -141,21 +138,24 @@ def train_step(state: TrainState, batch, class_weights=None):
   """One step on each device's part of the global batch. With `class_weights` the loss is
   PyTorch's CrossEntropyLoss(weight=w) over the GLOBAL batch, sum(w_y * l) / sum(w_y): each
   device divides its weighted sum by the global sum of weights (a psum) and scales by the device
-  count, so the pmean of the gradients is the one-device gradient."""
+  count, so the mean over the devices is the one-device loss."""
   def loss_fn(params):
     logits, updates = state.apply_fn(
         {"params": params, "batch_stats": state.batch_stats}, batch["signal"], train=True,
         mutable=["batch_stats"])
     per_window = metrics_lib.cross_entropy(logits, batch["label"])
     if class_weights is None:  # the authors' unweighted mean, computed exactly as before
-      loss = per_window.mean()
-      return loss, (loss, logits, updates["batch_stats"])
-    w = jnp.asarray(class_weights, per_window.dtype)[batch["label"]]
-    # A batch whose windows all weigh 0 contributes nothing (PyTorch would return NaN).
-    total = jax.lax.stop_gradient(jnp.maximum(jax.lax.psum(w.sum(), AXIS), 1e-12))
-    weighted = (w * per_window).sum()
-    objective = weighted / total * jax.lax.psum(1, AXIS)
-    return objective, (weighted / total, logits, updates["batch_stats"])
+      loss = objective = per_window.mean()
+    else:
+      w = jnp.asarray(class_weights, per_window.dtype)[batch["label"]]
+      # A batch whose windows all weigh 0 contributes nothing (PyTorch would return NaN).
+      total = jax.lax.stop_gradient(jnp.maximum(jax.lax.psum(w.sum(), AXIS), 1e-12))
+      weighted = (w * per_window).sum()
+      loss, objective = weighted / total, weighted / total * jax.lax.psum(1, AXIS)
+    # Differentiated as the mean over the devices: under shard_map's check the gradient of the
+    # replicated parameters is then that mean itself; under pmap each device's own gradient,
+    # which the pmean below averages (and which leaves shard_map's unchanged).
+    return jax.lax.pmean(objective, AXIS), (loss, logits, updates["batch_stats"])
 
   (_, (loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
@@ -163,21 +163,20 @@ def train_step(state: TrainState, batch, class_weights=None):
     loss = jax.lax.psum(loss, AXIS)  # each device held its share of the global weighted mean
   grads = jax.lax.pmean(grads, AXIS)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = metrics_lib.TrainMetrics.gather_from_model_output(
-      axis_name=AXIS, loss=jnp.broadcast_to(loss, batch["label"].shape), logits=logits,
-      labels=batch["label"])
+  metrics = metrics_lib.TrainMetrics.of(
+      loss=jnp.broadcast_to(loss, batch["label"].shape), logits=logits,
+      labels=batch["label"]).psum(AXIS)
   return state, metrics
 
 
 def eval_step(state: TrainState, batch):
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
                           batch["signal"], train=False)
-  # With the test windows' subjects, accuracy per subject too (Trainer.subjects).
-  by_subject = {"subject_onehot": batch["subject_onehot"]} if "subject_onehot" in batch else {}
-  collection = metrics_lib.EvalMetricsBySubject if by_subject else metrics_lib.EvalMetrics
-  return collection.gather_from_model_output(
-      axis_name=AXIS, loss=metrics_lib.cross_entropy(logits, batch["label"]), logits=logits,
-      labels=batch["label"], mask=batch["mask"], **by_subject)
+  # With the test windows' subjects, accuracy per subject too (the per_subject evaluator).
+  return metrics_lib.EvalMetrics.of(
+      loss=metrics_lib.cross_entropy(logits, batch["label"]), logits=logits,
+      labels=batch["label"], mask=batch["mask"],
+      subject_onehot=batch.get("subject_onehot")).psum(AXIS)
 
 
 def train_steps(step_fn, state, tally, data, order, where, shapes=None):
@@ -256,7 +255,9 @@ def epoch_steps(config, train_windows: int) -> int:
 class Trainer:
   """Everything one run needs on the devices: data, mapped steps, and the state."""
 
-  def __init__(self, config, train, test, validation=None):
+  def __init__(self, config, train, test, validation=None, scheduled=True):
+    """`scheduled`: the evaluators run on their schedules (training); False, every one runs
+    whenever asked (--mode=eval)."""
     self.config = config
     self.par = parallel.Parallel(config.parallelism)
     self.train_split = train
@@ -270,9 +271,11 @@ class Trainer:
       raise ValueError(f"The train split has {self.n_train} windows, fewer than one batch of "
                        f"{self.global_batch}. Lower config.batch_size.")
     self.total_steps = config.num_epochs * self.steps_per_epoch
-    unknown = [e for e in config.evaluators if e not in EVALUATORS]
-    if unknown:
-      raise ValueError(f"config.evaluators {unknown} are not among {', '.join(EVALUATORS)}.")
+    try:
+      self.evaluators = evaluators_lib.scheduled(config.evaluators)
+    except ValueError as e:
+      raise ValueError(f"config.evaluators={tuple(config.evaluators)!r}: {e}.") from None
+    self.scheduled = scheduled
     self.model = models.create_model(config, bn_axis_name=AXIS)
     precision = config.get("matmul_precision", "default")
     self.steps_per_call = resolve_steps_per_call(config.get("steps_per_call", 0),
@@ -421,37 +424,31 @@ class Trainer:
                    tally["bad_loss"])
 
   def evaluate(self, pstate) -> dict:
-    """The test split's metrics (unweighted loss, whatever config.class_weights says)."""
-    acc = self.par.unreplicate(self.p_eval_steps(pstate, self.test_data, self.eval_batches))
-    result = jax.device_get(acc.compute())
-    confusion = np.asarray(result["confusion"])
-    out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
-           **metrics_lib.class_statistics(confusion), "confusion": confusion.tolist()}
-    if self.subjects is not None:
-      counts = np.asarray(result["by_subject"])
-      out["subject_accuracy"] = {str(s): float(c / n) if n else None for s, (n, c) in zip(
-          self.subjects.tolist(), counts.tolist())}
-      # The window counts weight each subject when a report resamples the test subjects.
-      out["subject_windows"] = {str(s): int(n) for s, (n, _) in zip(self.subjects.tolist(),
-                                                                     counts.tolist())}
-    if self.config.evaluators:
-      state = self.par.unreplicate(pstate)
-      for name in self.config.evaluators:
-        out.update(over_processes(EVALUATORS[name](state, self.own_test, self.config)))
-    return out
+    """The test split's evaluators (the loss is unweighted, whatever config.class_weights says)."""
+    return self.evaluate_split(pstate, "test")
 
   def evaluate_validation(self, pstate) -> dict:
-    """The validation split's metrics as validation_*; {} when the run has none."""
-    if self.validation is None:
+    """The validation split's evaluators, their fields validation_*; {} when the run has none."""
+    return self.evaluate_split(pstate, "validation")
+
+  def evaluate_split(self, pstate, split: str) -> dict:
+    """The outputs of the evaluators on `split` that are due at the epoch `pstate` ends."""
+    if split == "validation" and self.validation is None:
       return {}
-    acc = self.par.unreplicate(self.p_eval_steps(pstate, self.validation["data"],
-                                                 self.validation["batches"]))
-    result = jax.device_get(acc.compute())
-    confusion = np.asarray(result["confusion"])
-    stats = metrics_lib.class_statistics(confusion)
-    out = {"loss": float(result["loss"]), **metrics_lib.f1_scores(confusion),
-           "balanced_accuracy": stats["balanced_accuracy"], "kappa": stats["kappa"]}
-    return {f"validation_{k}": v for k, v in out.items()}
+    due = [e for e in self.evaluators if e.split == split]
+    if self.scheduled and any(e.every > 1 for e in due):  # else every one is due: no read
+      epoch = int(jax.device_get(self.par.unreplicate(pstate.step))) // self.steps_per_epoch
+      due = [e for e in due if e.due(epoch, self.config.num_epochs)]
+    test = split == "test"
+    data, batches = ((self.test_data, self.eval_batches) if test else
+                     (self.validation["data"], self.validation["batches"]))
+    ctx = evaluators_lib.Context(
+        self.config, split,
+        run_pass=lambda: jax.device_get(self.par.unreplicate(
+            self.p_eval_steps(pstate, data, batches)).compute()),
+        state=lambda: self.par.unreplicate(pstate),
+        windows=self.own_test if test else None, subjects=self.subjects if test else None)
+    return evaluators_lib.run(due, ctx)
 
   def pipeline_position(self, step: int) -> dict:
     """What a checkpoint records of the input pipeline, and a resumed run must share."""
@@ -465,18 +462,6 @@ def labels(split) -> np.ndarray:
   if isinstance(split, input_pipeline.Split):
     return split.read(np.arange(len(split)), features=("label",))["label"]
   return np.asarray(split["label"])
-
-
-def over_processes(scores: dict[str, float]) -> dict[str, float]:
-  """Each process scores its own test shard: the means, weighted by the windows (`loc_n`)."""
-  if jax.process_count() == 1:
-    return scores
-  keys = list(scores)
-  local = np.array([[scores[k] for k in keys]], np.float32)
-  table = np.asarray(multihost_utils.process_allgather(local, tiled=True))  # [process, key]
-  n = table[:, keys.index("loc_n")]
-  return {k: float(table[:, i].sum() if k == "loc_n" else (table[:, i] * n).sum() / n.sum())
-          for i, k in enumerate(keys)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -553,21 +538,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if epoch_done:
         epoch = done // t.steps_per_epoch
         started = time.perf_counter()
+        # Each due evaluator's fields, prefixed by its split (evaluators.py).
         result = t.evaluate(pstate)
         validated = t.evaluate_validation(pstate)
         selected = selector.update(epoch, done, {**result, **validated})
         # The selected epoch must be on disk, and so must the epoch a run stops at (an epoch
         # end's log window is already read and checked above).
         save = save or (keep_best and selected) or selector.stop
-        record = {"epoch": epoch, "step": done, **{k: result[k] for k in (
-            "accuracy", "macro_f1", "weighted_f1", "loss")},
+        record = {"epoch": epoch, "step": done, **result, **validated,
                   "best_accuracy": selector.test["accuracy"], "best_epoch": selector.epoch,
-                  **last_train,
-                  **{k: v for k, v in result.items() if k.startswith(("loc_", "subject_"))},
-                  "eval_seconds": round(time.perf_counter() - started, 3),
-                  "confusion": result["confusion"],
-                  **{k: result[k] for k in ("balanced_accuracy", "kappa", "per_class_recall")},
-                  **validated, **selector.fields(), "class_weights": t.class_weights}
+                  **last_train, "eval_seconds": round(time.perf_counter() - started, 3),
+                  **selector.fields(), "class_weights": t.class_weights}
         if patience:
           record["stopped_early"] = selector.stop
         writers.eval_record(record)
@@ -663,7 +644,7 @@ def evaluate(config, workdir: str, checkpoint: str = "") -> dict:
   """Evaluates a checkpoint of `workdir` (see `restore_state`) on the test split, and on the
   validation split when the run has one."""
   splits = input_pipeline.open_split_set(config)
-  t = Trainer(config, splits.train, splits.test, splits.validation)
+  t = Trainer(config, splits.train, splits.test, splits.validation, scheduled=False)
   state, step = restore_state(config, workdir, checkpoint)
   pstate = t.par.replicate(state)
   return {"step": step, **t.evaluate(pstate), **t.evaluate_validation(pstate),
@@ -674,7 +655,7 @@ def evaluate_variables(config, variables) -> dict:
   """Evaluates `{'params', 'batch_stats'}` from elsewhere (the authors' checkpoints) on the test
   split, as `evaluate` does a run's latest checkpoint."""
   splits = input_pipeline.open_split_set(config)
-  t = Trainer(config, splits.train, splits.test)
+  t = Trainer(config, splits.train, splits.test, scheduled=False)
   state = create_train_state(config, t.model, t.steps_per_epoch).replace(
       params=variables["params"], batch_stats=variables["batch_stats"])
   return {**t.evaluate(t.par.replicate(state)), "class_names": splits.class_names}

@@ -37,16 +37,17 @@ def splits(n_train, n_test, window, seed=0):
 def null_step(state, batch, class_weights=None):
   labels = batch["label"]
   loss = batch["signal"].reshape(labels.shape[0], -1).sum(1)  # reads the whole batch
-  return state.replace(step=state.step + 1), metrics_lib.TrainMetrics.gather_from_model_output(
-      axis_name=parallel.AXIS, loss=loss, logits=jnp.zeros((labels.shape[0], 6)), labels=labels)
+  return state.replace(step=state.step + 1), metrics_lib.TrainMetrics.of(
+      loss=loss, logits=jnp.zeros((labels.shape[0], 6)), labels=labels).psum(parallel.AXIS)
 
 
 def null_eval_step(state, batch):
   del state
   labels = batch["label"]
-  return metrics_lib.EvalMetrics.gather_from_model_output(
-      axis_name=parallel.AXIS, loss=batch["signal"].reshape(labels.shape[0], -1).sum(1),
-      logits=jnp.zeros((labels.shape[0], 6)), labels=labels, mask=batch["mask"])
+  return metrics_lib.EvalMetrics.of(
+      loss=batch["signal"].reshape(labels.shape[0], -1).sum(1),
+      logits=jnp.zeros((labels.shape[0], 6)), labels=labels, mask=batch["mask"]).psum(
+          parallel.AXIS)
 
 
 def split_sized(hlo: str, shape) -> list[tuple[str, str]]:

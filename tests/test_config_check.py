@@ -55,7 +55,10 @@ BAD = [
     ("steps_per_call", "4", "0 (auto, per backend) or an integer >= 1"),
     ("max_checkpoints_to_keep", 0, "None (keep all) or an integer >= 1"),
     ("profile_steps", -1, "an integer >= 0"),
-    ("evaluators", ("pointing",), "names among localization"),
+    ("evaluators", ("pointing",), "entry 'pointing' is not a name among classification, "
+     "per_subject, localization"),
+    ("evaluators", (("localization", "validation", 1),), "localization: test)"),
+    ("evaluators", (("classification", "test", 0),), "every epochs >= 1"),
     ("input_shape", (200,), "two integers >= 1 (time, sensors)"),
     ("input_shape", (200, 0), "two integers >= 1 (time, sensors)"),
     ("input_shape", (10, 3), "need at least 36 time steps"),

@@ -76,7 +76,7 @@ def test_the_scan_finds_imports_and_importorskip(tmp_path):
   assert device_imports.imported_modules(source) == {"numpy", "jax", "os", "sklearn"}
 
 
-@pytest.mark.parametrize("module", ["jax", "flax", "optax", "torch", "ml_collections", "clu",
+@pytest.mark.parametrize("module", ["jax", "flax", "optax", "torch", "ml_collections",
                                     "tensorflow_datasets", "array_record", "sklearn"])
 def test_the_scan_sees_the_packages_the_device_run_needs(module):
   assert module in device_imports.third_party_imports()

@@ -90,7 +90,20 @@ def winograd_conv(x, w, stride: int, padding: int):
   m = winograd_tile(t_out, k, stride)
   length = (-(-t_out // m) + 1) * m  # whole tiles, plus one so every tile's tail exists
   x = jnp.pad(x, ((0, 0), (0, max(0, length - x.shape[1])), (0, 0), (0, 0)))[:, :length]
+  # Under shard_map's check a custom_vjp's cotangent must vary as its input does: the weights
+  # vary like the batch inside it, and their cast's transpose sums their gradient over devices.
+  axes = tuple(sorted(varying_axes(x) - varying_axes(w)))
+  if axes:
+    w = jax.lax.pcast(w, axes, to="varying")
   return _winograd(x, w, m)[:, :t_out]
+
+
+def varying_axes(x) -> frozenset:
+  """The shard_map axes along which `x` varies (none outside shard_map): `mat.varying` in jax
+  0.10, `vma` before."""
+  aval = jax.typeof(x)
+  mat = getattr(aval, "mat", None)
+  return frozenset(getattr(mat, "varying", None) or getattr(aval, "vma", None) or ())
 
 
 def _combine(matrix: np.ndarray, parts: list) -> list:
