@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from experiments import report
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENTRY = {"danhar": ["main.py"], "rf": ["-m", "experiments.baselines"]}
 
@@ -380,3 +382,21 @@ def run_study(args, cells: list[Cell], common: dict, budget_s: float, margin: fl
   print(f"All runs ended at {now()}; {sum(r['returncode'] != 0 for r in ran)} failed.",
         flush=True)
   return the_plan
+
+
+def study_main(args, cells: list[Cell], common: dict, *, collect, plot, findings, render,
+               png_suffix: str = "", extend=None) -> None:
+  """A study's whole CLI run: every (cell, seed) run or resumed, then `collect(args, plan)`,
+  `plot(png, out)` where cells ran, `findings(out)` and `render(out, png name)` saved."""
+  os.chdir(ROOT)
+  os.environ.setdefault("DANHAR_OFFLINE", "1")
+  the_plan = run_study(args, cells, common, args.budget_minutes * 60, args.margin, args.jobs,
+                       {args.manual_dir: "<wisdm_2019 folder>"}, extend=extend)
+  if the_plan is None:  # --plan_only
+    return
+  out = collect(args, the_plan)
+  png = os.path.join(args.out_dir, f"{args.name}{png_suffix}.png")
+  if out["cells"]:
+    plot(png, out)
+  out["findings"] = findings(out)
+  report.save(args.out_dir, args.name, out, render(out, os.path.basename(png)))

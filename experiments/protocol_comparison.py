@@ -291,23 +291,14 @@ def render(out: dict, png_name: str) -> str:
 
 def main(argv=None):
   args = parse_args(argv)
-  os.chdir(engine.ROOT)
-  os.environ.setdefault("DANHAR_OFFLINE", "1")
-  table = [args.table[c] for c in args.cell_list]
-  the_plan = engine.run_study(args, table, common(args), args.budget_minutes * 60, args.margin,
-                              args.jobs, {args.manual_dir: "<wisdm_2019 folder>"},
-                              extend=lambda _: {"authors_epochs": AUTHORS_EPOCHS})
-  if the_plan is None:  # --plan_only
-    return
-  out = collect(args, the_plan)
-  png = os.path.join(args.out_dir, f"{args.name}.png")
-  if out["cells"]:
-    report.curves(png, views(out), lambda m: NAMES.get(m, m),
-                  f"WISDM-2019, test subjects {args.test_subjects}, selected on "
-                  f"{args.validation_subjects}", STYLES)
-  out["findings"] = findings(views(out), out["conditions"]["epochs"])
-  report.save(args.out_dir, args.name, out, render(out, os.path.basename(png)))
-
+  engine.study_main(
+      args, [args.table[c] for c in args.cell_list], common(args), collect=collect,
+      plot=lambda png, out: report.curves(
+          png, views(out), lambda m: NAMES.get(m, m),
+          f"WISDM-2019, test subjects {args.test_subjects}, selected on "
+          f"{args.validation_subjects}", STYLES),
+      findings=lambda out: findings(views(out), out["conditions"]["epochs"]), render=render,
+      extend=lambda _: {"authors_epochs": AUTHORS_EPOCHS})
 
 if __name__ == "__main__":
   main()

@@ -276,21 +276,12 @@ def render(out: dict, png_name: str) -> str:
 
 def main(argv=None):
   args = parse_args(argv)
-  os.chdir(engine.ROOT)
-  os.environ.setdefault("DANHAR_OFFLINE", "1")
-  the_plan = engine.run_study(args, [CELLS[c] for c in args.cell_list], common(args),
-                              args.budget_minutes * 60, args.margin, args.jobs,
-                              {args.manual_dir: "<wisdm_2019 folder>"})
-  if the_plan is None:  # --plan_only
-    return
-  out = collect(args, the_plan)
-  png = os.path.join(args.out_dir, f"{args.name}_curves.png")
-  if out["cells"]:
-    report.curves(png, views(out)[0], lambda c: f"{c} (LN {ln(c)})",
-                  "WISDM-2019, subject-wise (test subjects 1608-1611)", STYLES)
-  out["findings"] = all_findings(out)
-  report.save(args.out_dir, args.name, out, render(out, os.path.basename(png)))
-
+  engine.study_main(
+      args, [CELLS[c] for c in args.cell_list], common(args), collect=collect,
+      plot=lambda png, out: report.curves(
+          png, views(out)[0], lambda c: f"{c} (LN {ln(c)})",
+          "WISDM-2019, subject-wise (test subjects 1608-1611)", STYLES),
+      findings=all_findings, render=render, png_suffix="_curves")
 
 if __name__ == "__main__":
   main()
