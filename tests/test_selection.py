@@ -25,26 +25,39 @@ from tests.conftest import ROOT
 from tests.test_train import fake_splits, quick_config
 
 # Today's code (fe91b7f's parent, 63e55c4), quick_config(2) on fake_splits(), seed 0, CPU with
-# JAX_DEFAULT_MATMUL_PRECISION=highest (conftest): the state's digest and its eval records.
-BASELINE_DIGEST = "2881a99361a7b7b284d8b159a16f1fdb8331b49cd466bf4663fa4409c9ce8815"
-BASELINE_RECORDS = [
-    {"epoch": 1, "step": 3, "accuracy": 0.21621621621621623, "macro_f1": 0.17443019943019944,
-     "weighted_f1": 0.18403788403788407, "loss": 2.1080360412597656,
-     "best_accuracy": 0.21621621621621623, "best_epoch": 1, "train_loss": 2.2615113258361816,
-     "train_accuracy": 0.15625, "learning_rate": 0.0010000000474974513,
+# JAX_DEFAULT_MATMUL_PRECISION=highest (conftest), run under each jax release CI installs: the
+# state's digest and its eval records. XLA's rounding differs between releases (one test window
+# flips), so each release has its own baseline, all recorded from that same commit.
+_COMMON = [
+    {"epoch": 1, "step": 3, "accuracy": 0.21621621621621623, "best_accuracy": 0.21621621621621623,
+     "best_epoch": 1, "train_accuracy": 0.15625, "learning_rate": 0.0010000000474974513,
      "subject_accuracy": {"1": 0.1111111111111111, "2": 0.2222222222222222, "3": 0.3,
-                          "4": 0.2222222222222222},
-     "confusion": [[0, 2, 0, 0, 1, 1], [1, 0, 0, 4, 2, 0], [0, 0, 1, 4, 2, 0],
-                   [0, 1, 0, 4, 2, 0], [0, 0, 0, 4, 2, 0], [0, 1, 1, 3, 0, 1]]},
-    {"epoch": 2, "step": 6, "accuracy": 0.21621621621621623, "macro_f1": 0.19132275132275134,
-     "weighted_f1": 0.20344916344916344, "loss": 2.092377185821533,
-     "best_accuracy": 0.21621621621621623, "best_epoch": 1, "train_loss": 1.825849175453186,
-     "train_accuracy": 0.25, "learning_rate": 0.0009000000427477062,
+                          "4": 0.2222222222222222}},
+    {"epoch": 2, "step": 6, "accuracy": 0.21621621621621623, "best_accuracy": 0.21621621621621623,
+     "best_epoch": 1, "train_accuracy": 0.25, "learning_rate": 0.0009000000427477062,
      "subject_accuracy": {"1": 0.1111111111111111, "2": 0.2222222222222222, "3": 0.3,
-                          "4": 0.2222222222222222},
-     "confusion": [[0, 2, 0, 0, 1, 1], [1, 0, 0, 4, 2, 0], [0, 0, 2, 4, 1, 0],
-                   [0, 1, 0, 3, 2, 1], [0, 0, 0, 4, 2, 0], [0, 1, 1, 3, 0, 1]]},
+                          "4": 0.2222222222222222}},
 ]
+BASELINES = {
+    "0.10": ("2881a99361a7b7b284d8b159a16f1fdb8331b49cd466bf4663fa4409c9ce8815", [
+        {"macro_f1": 0.17443019943019944, "weighted_f1": 0.18403788403788407,
+         "loss": 2.1080360412597656, "train_loss": 2.2615113258361816,
+         "confusion": [[0, 2, 0, 0, 1, 1], [1, 0, 0, 4, 2, 0], [0, 0, 1, 4, 2, 0],
+                       [0, 1, 0, 4, 2, 0], [0, 0, 0, 4, 2, 0], [0, 1, 1, 3, 0, 1]]},
+        {"macro_f1": 0.19132275132275134, "weighted_f1": 0.20344916344916344,
+         "loss": 2.092377185821533, "train_loss": 1.825849175453186,
+         "confusion": [[0, 2, 0, 0, 1, 1], [1, 0, 0, 4, 2, 0], [0, 0, 2, 4, 1, 0],
+                       [0, 1, 0, 3, 2, 1], [0, 0, 0, 4, 2, 0], [0, 1, 1, 3, 0, 1]]}]),
+    "0.12": ("1ca4d4ccf4e8357500bff892ac89dc59e245c1e8cc43f301ec50d0ecf5bebc2b", [
+        {"macro_f1": 0.17443019943019944, "weighted_f1": 0.18403788403788407,
+         "loss": 2.1079354286193848, "train_loss": 2.2615113258361816,
+         "confusion": [[0, 2, 0, 0, 1, 1], [1, 0, 0, 4, 2, 0], [0, 0, 1, 4, 2, 0],
+                       [0, 1, 0, 4, 2, 0], [0, 0, 0, 4, 2, 0], [0, 1, 1, 3, 0, 1]]},
+        {"macro_f1": 0.1898148148148148, "weighted_f1": 0.20225225225225224,
+         "loss": 2.092613935470581, "train_loss": 1.8258490562438965,
+         "confusion": [[0, 2, 0, 0, 1, 1], [1, 0, 0, 4, 2, 0], [0, 0, 2, 3, 2, 0],
+                       [0, 1, 0, 3, 2, 1], [0, 0, 0, 4, 2, 0], [0, 1, 1, 3, 0, 1]]}]),
+}
 
 
 def split_set(validation=True):
@@ -57,11 +70,16 @@ def split_set(validation=True):
 def test_validation_off_keeps_todays_parameters_and_records(monkeypatch, tmp_path):
   audited = dataclasses.replace(split_set(False), audit={"split": "default", "test_windows": 37})
   monkeypatch.setattr(input_pipeline, "open_split_set", lambda config: audited)
+  release = ".".join(jax.__version__.split(".")[:2])
+  if release not in BASELINES:
+    pytest.skip(f"no baseline for jax {release}: record one from 63e55c4 as the comment says")
+  digest, per_release = BASELINES[release]
+  expected = [{**c, **r} for c, r in zip(_COMMON, per_release)]
   state = train.train_and_evaluate(quick_config(2), str(tmp_path))
   assert writers.read_split_audit(tmp_path) == audited.audit  # for a study to read
-  assert checkpoints.digest((state.params, state.batch_stats)) == BASELINE_DIGEST
+  assert checkpoints.digest((state.params, state.batch_stats)) == digest
   records = writers.read_eval_metrics(tmp_path)
-  assert [{k: r[k] for k in b} for r, b in zip(records, BASELINE_RECORDS)] == BASELINE_RECORDS
+  assert [{k: r[k] for k in b} for r, b in zip(records, expected)] == expected
   assert [r["selected_on"] for r in records] == ["test", "test"]
   assert records[-1]["test_accuracy_at_selected"] == records[-1]["best_accuracy"]
   assert not any(k.startswith("validation_") for k in records[-1])
