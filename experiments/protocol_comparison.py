@@ -261,19 +261,18 @@ def render(out: dict, png_name: str) -> str:
                  pct(cell, "test_accuracy_at_selected"), pct(cell, "test_macro_f1_at_selected"),
                  report.interval(summary[cell], "selected_checkpoint"),
                  pct(cell, "last_accuracy"), pct(cell, "last_macro_f1"),
-                 report.interval(summary[cell]), pct(cell, "best_accuracy")])
+                 report.interval(summary[cell])])
   lines += ["## Results", "",
             "In %, mean ± std over seeds, on the test subjects. Selected = the epoch of the best "
             "validation accuracy; last = the last epoch; the intervals resample the test "
             "subjects (seed-mean accuracy of each, weighted by its windows; "
-            f"{report.DRAWS:,} draws, seed {report.BOOTSTRAP_SEED}). The last column is the "
-            "authors' number, the best epoch chosen on the test subjects: optimistic, for "
-            "comparison only.", "",
+            f"{report.DRAWS:,} draws, seed {report.BOOTSTRAP_SEED}). No number here is chosen on "
+            "the test subjects.", "",
             *report.table(["model", "params", "epochs done", "selected epoch",
                            "validation accuracy, selected", "test accuracy, selected",
                            "test macro-F1, selected", "selected, subject-bootstrap 95%",
                            "test accuracy, last", "test macro-F1, last",
-                           "last, subject-bootstrap 95%", "best test accuracy (on test)"], rows)]
+                           "last, subject-bootstrap 95%"], rows)]
   subjects = {cell: report.subject_means(summary[cell], "selected_checkpoint")
               for cell in summary}
   subjects = {k: v for k, v in subjects.items() if v[0]}

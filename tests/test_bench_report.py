@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import stat
+import subprocess
 import sys
 import time
 
@@ -132,7 +133,6 @@ def test_render_skips_bad_lines_by_file_and_line_and_writes_tables_and_plots(tmp
 
 
 def test_report_runs_as_a_module_on_an_empty_folder(tmp_path):
-  import subprocess
   done = subprocess.run([sys.executable, "-m", "benchmarks.report", f"--results={tmp_path}"],
                         capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1])
   assert done.returncode == 0 and done.stdout == "", done.stderr
@@ -179,7 +179,6 @@ def test_place_is_the_lower_of_compute_and_memory_roofs():
 # env ------------------------------------------------------------------------------------------
 
 def test_env_imports_neither_jax_nor_torch():
-  import subprocess
   code = ("import sys; from benchmarks import env; env.versions('jax'); env.versions('torch'); "
           "env.step_code('jax'); print(sorted({'jax', 'torch'} & set(sys.modules)))")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

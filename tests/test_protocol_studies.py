@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from danhar_jax import selection, splits, writers
-from experiments import engine
+from experiments import engine, report
 from experiments import leakage_audit as leak
 from experiments import protocol_comparison as proto
 
@@ -190,6 +190,7 @@ def test_the_leakage_report_renders_from_fake_records(tmp_path):
          "+30.00 ± 1.00 |" in text
   assert "| random_windows_gap | 0 | 2,567 | 0 | 2,193 | 0 (0.0%) of 2,193 | 2,550 |" in text
   assert text.endswith("\n".join(leak.findings(leak.views(out), 2)) + "\n")
+  assert not any("best" in l for l in text.splitlines() if l.startswith("|"))  # none on test
   leak.plot(str(tmp_path / "leakage_audit.png"), leak.views(out))
   assert (tmp_path / "leakage_audit.png").stat().st_size > 1000
 
@@ -287,7 +288,7 @@ def test_the_protocol_report_renders_from_fake_records(tmp_path):
   assert "### Test accuracy per subject at the selected epoch, seed means" in text
   assert "DanHAR does NOT win" in text
   assert text.endswith("\n".join(proto.findings(proto.views(out), 2)) + "\n")
-  from experiments import report
+  assert not any("best" in l for l in text.splitlines() if l.startswith("|"))  # none on test
   report.curves(str(tmp_path / "p.png"), proto.views(out), lambda m: proto.NAMES[m], "t",
                 proto.STYLES)
   assert (tmp_path / "p.png").stat().st_size > 1000
