@@ -23,6 +23,13 @@ import numpy as np
 
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.baselines")
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app, flags
+from ml_collections import config_flags
+from sklearn.ensemble import RandomForestClassifier
+
+from danhar_jax import input_pipeline, metrics, writers
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 FEATURES = ("mean", "std", "min", "max", "median", "p10", "p90", "mean_abs_diff")
 
@@ -38,8 +45,6 @@ def features(signal: np.ndarray) -> np.ndarray:
 
 def fit_evaluate(split_set, seed: int = 0, trees: int = 300, jobs: int = 2) -> dict:
   """Fits the forest on the train split and scores the test split: an evaluation record."""
-  from sklearn.ensemble import RandomForestClassifier  # pylint: disable=g-import-not-at-top
-  from danhar_jax import metrics  # pylint: disable=g-import-not-at-top
   train, test = split_set.train.read_all(), split_set.test.read_all()
   started = time.perf_counter()
   forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=jobs)
@@ -61,8 +66,6 @@ def fit_evaluate(split_set, seed: int = 0, trees: int = 300, jobs: int = 2) -> d
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from danhar_jax import input_pipeline, writers  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   config, workdir = f.config, f.workdir
   split_set = input_pipeline.open_split_set(config)
@@ -76,8 +79,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file("config", None, "A configs/<dataset>.py file[:args].")
   flags.DEFINE_string("workdir", None, "Where eval_metrics.jsonl goes.")
   flags.DEFINE_integer("trees", 300, "Trees in the forest.")

@@ -23,8 +23,10 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 
+from danhar_jax import input_pipeline, models, summary, train, writers
 from experiments import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -38,6 +40,9 @@ class Cell:
   overrides: dict = dataclasses.field(default_factory=dict)  # dotted config keys
   kind: str = "danhar"  # a key of ENTRY
   meta: dict = dataclasses.field(default_factory=dict)  # what a study's tables show about it
+  # k: k epochs per planned epoch, for a split with about 1/k of the windows, so that every
+  # cell takes the same optimiser steps (and about the same time) as the others.
+  epoch_factor: int = 1
 
 
 def study_flags(p, seeds: str, runs_dir: str, name: str, data_dir: str = "",
@@ -67,7 +72,7 @@ def values(cell: Cell, common: dict, seed: int, epochs: int | None = None) -> di
   num_epochs filled in), then the cell's own; a cell's num_epochs wins over the plan's."""
   out = {**common, "seed": seed}
   if epochs is not None:
-    out["num_epochs"] = epochs
+    out["num_epochs"] = epochs * cell.epoch_factor
   return {**out, **cell.overrides}
 
 
@@ -112,8 +117,6 @@ def workdir(runs_dir: str, cell: Cell, seed: int) -> str:
 def calibrate(config, steps: int) -> dict:
   """Seconds of one train step (after compiling) and of one evaluation, from a short run on the
   splits of the config's protocol (config.split, config.validation_*), as main.py has them."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   split_set = input_pipeline.open_split_set(config)
   t = train.Trainer(config, split_set.train, split_set.test, split_set.validation)
@@ -143,13 +146,11 @@ def calibrate(config, steps: int) -> dict:
 
 
 def forward_flops(config) -> float:
-  from danhar_jax import models, summary  # pylint: disable=g-import-not-at-top
   return summary.forward_flops(models.create_model(config), config.input_shape)
 
 
 def split_sizes(config) -> dict:
   """What a plan records without measuring: the splits and the steps of an epoch."""
-  from danhar_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
   split_set = input_pipeline.open_split_set(config)
   return {"steps_per_epoch": train.epoch_steps(config, len(split_set.train)),
           "global_batch": config.batch_size, "train_windows": len(split_set.train),
@@ -291,7 +292,6 @@ def subjects_of(last: dict, config, wd: str) -> dict:
   """{step, accuracy, windows, subjects: {s: {accuracy, windows}}} of the last evaluation:
   from its record, or (an older run without the window counts) `train.evaluate`."""
   if "subject_windows" not in last:
-    from danhar_jax import train  # pylint: disable=g-import-not-at-top
     last = {**train.evaluate(config, wd), "step": last["step"]}
   if "subject_accuracy" not in last:
     return {}
@@ -306,7 +306,6 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
   curve, per-subject accuracy of the last evaluation (and of the selected one), the epoch
   selected under config.select_on, the split's overlap audit, localisation scores, seconds."""
   wd = workdir(runs_dir, cell, seed)
-  from danhar_jax import writers  # pylint: disable=g-import-not-at-top
   records = writers.read_eval_metrics(wd)
   if not records:
     return None
@@ -319,7 +318,7 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
          "accuracy": acc[-1], "macro_f1": f1[-1], "weighted_f1": last.get("weighted_f1"),
          "best_accuracy": acc[best], "best_epoch": records[best]["epoch"], "last_accuracy": acc[-1],
          "best_macro_f1": f1[best_f1], "best_macro_f1_epoch": records[best_f1]["epoch"],
-         "last_macro_f1": f1[-1], "complete": bool(ran) and last["epoch"] >= epochs,
+         "last_macro_f1": f1[-1], "complete": bool(ran) and last["epoch"] >= epochs * cell.epoch_factor,
          "curve": [{k: r.get(k) for k in ("epoch", "accuracy", "macro_f1", "loss", "train_loss",
                                           "train_accuracy", "validation_accuracy")}
                    for r in records],
@@ -341,12 +340,34 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
   return out
 
 
+def records(table: dict[str, Cell], names, seeds, runs_dir: str, common: dict, epochs: int,
+            previous: dict | None = None) -> tuple[dict, list[str]]:
+  """({cell: {"<seed>": record}}, ["<cell> seed <k>" of each run without an evaluation yet]);
+  `previous` ({cell: {"<seed>": record}} of an earlier report) fills in a run not here."""
+  cells, missing = {}, []
+  for name in names:
+    for seed in seeds:
+      r = record(table[name], seed, runs_dir, common, epochs)
+      if r is None and str(seed) in (previous or {}).get(name, {}):
+        r = previous[name][str(seed)]
+      if r is None:
+        missing.append(f"{name} seed {seed}")
+      else:
+        cells.setdefault(name, {})[str(seed)] = r
+  return cells, missing
+
+
+def example_command(table: dict[str, Cell], names, seed: int, runs_dir: str, common: dict,
+                    epochs: int) -> list[str]:
+  """The command of the first trained cell of `names` (else the first cell), for a report."""
+  ref = table[next((n for n in names if table[n].kind == "danhar"), names[0])]
+  return command(ref, values(ref, common, seed, epochs), workdir(runs_dir, ref, seed))
+
+
 def params(cell: Cell, common: dict) -> int | None:
   """Trainable parameters of a cell's model; None for a cell that trains no network."""
   if cell.kind != "danhar":
     return None
-  import jax  # pylint: disable=g-import-not-at-top
-  from danhar_jax import models, summary  # pylint: disable=g-import-not-at-top
   config = make_config(cell.config, values(cell, common, 0, 1))
   shapes = jax.eval_shape(lambda: models.init_variables(models.create_model(config),
                                                         config.input_shape))
@@ -361,7 +382,6 @@ def run_study(args, cells: list[Cell], common: dict, budget_s: float, margin: fl
   path = os.path.join(args.runs_dir, "plan.json")
   if args.report:
     return json.load(open(path)) if os.path.exists(path) else {}
-  from danhar_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   for ref in references(cells).values():  # built once, before any timing (then a no-op)
     input_pipeline.prepare(make_config(ref.config, values(ref, common, 0)))
 

@@ -22,6 +22,7 @@ import numpy as np
 
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.preregistered_localization")
+from danhar_jax import input_pipeline, localization, train  # pylint: disable=g-import-not-at-top
 from experiments import engine, report  # pylint: disable=g-import-not-at-top
 
 # The registration's numbers: success iff every seed's block-1 pointing >= THRESHOLD.
@@ -126,7 +127,6 @@ def main(argv=None):
   hide = {args.manual_dir: "<wisdm_2019 folder>"}
   if not args.report:
     engine.run_all([CELL], seeds, EPOCHS, args.runs_dir, common, hide=hide)
-  from danhar_jax import input_pipeline, localization, train  # pylint: disable=g-import-not-at-top
   walls = dict(kv.split("=") for kv in args.wall_minutes.split(",") if kv.strip())
   per_seed, edge, test = {}, {}, None
   for seed in seeds:

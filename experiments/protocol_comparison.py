@@ -183,18 +183,12 @@ def findings(summary: dict, epochs: int | None = None) -> list[str]:
 def collect(args, the_plan: dict) -> dict:
   """The report's JSON, from the runs; `render` makes the markdown of it."""
   epochs = the_plan.get("epochs", args.epochs) or 1
-  values, cells, missing = common(args), {}, []
-  for name in args.cell_list:
-    for seed in args.seed_list:
-      r = engine.record(args.table[name], seed, args.runs_dir, values, epochs)
-      if r is None:
-        missing.append(f"{name} seed {seed}")
-      else:
-        cells.setdefault(name, {})[str(seed)] = r
+  values = common(args)
+  cells, missing = engine.records(args.table, args.cell_list, args.seed_list, args.runs_dir,
+                                  values, epochs)
   hide = {args.manual_dir: "<wisdm_2019 folder>"}
-  ref = args.table[next((n for n in args.cell_list if n != "rf"), args.cell_list[0])]
-  example = engine.command(ref, engine.values(ref, values, args.seed_list[0], epochs),
-                           engine.workdir(args.runs_dir, ref, args.seed_list[0]))
+  example = engine.example_command(args.table, args.cell_list, args.seed_list[0],
+                                   args.runs_dir, values, epochs)
   return {
       "command": engine.shown([sys.executable, "-m", "experiments.protocol_comparison",
                                *sys.argv[1:]], hide),

@@ -143,20 +143,13 @@ def collect(args, the_plan: dict) -> dict:
   """The report's JSON, from the runs (and `--previous`); `render` makes the markdown of it."""
   epochs = the_plan.get("epochs", args.epochs) or 1
   previous = json.load(open(args.previous)) if args.previous else {}
-  cells, missing = {}, []
-  for name in args.cell_list:
-    for seed in args.seed_list:
-      r = engine.record(CELLS[name], seed, args.runs_dir, common(args), epochs)
-      if r is None and str(seed) in previous.get("cells", {}).get(name, {}):
-        r = {**previous["cells"][name][str(seed)], "reused": args.previous}
-      if r is None:
-        missing.append(f"{name} seed {seed}")
-        continue
-      cells.setdefault(name, {})[str(seed)] = r
+  reused = {c: {s: {**r, "reused": args.previous} for s, r in v.items()}
+            for c, v in previous.get("cells", {}).items()}
+  cells, missing = engine.records(CELLS, args.cell_list, args.seed_list, args.runs_dir,
+                                  common(args), epochs, reused)
   hide = {args.manual_dir: "<wisdm_2019 folder>"}
-  danhar, seed = CELLS["danhar"], args.seed_list[0]
-  example = engine.command(danhar, engine.values(danhar, common(args), seed, epochs),
-                           engine.workdir(args.runs_dir, danhar, seed))
+  example = engine.example_command(CELLS, ["danhar"], args.seed_list[0], args.runs_dir,
+                                   common(args), epochs)
   not_run = [c for c in CELLS if c not in args.cell_list]
   subjects = {c: report.subject_means(by_seed) for c, by_seed in cells.items()}
   return {

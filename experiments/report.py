@@ -11,7 +11,10 @@ import json
 import os
 import platform
 
+import jax
 import numpy as np
+
+from benchmarks import env
 
 DRAWS, BOOTSTRAP_SEED = 10_000, 0
 
@@ -95,12 +98,10 @@ def condition_lines(c: dict) -> list[str]:
 
 def code_version() -> dict:
   """The checkout's git commit, and whether tracked files differ from it (None outside git)."""
-  from benchmarks import env  # pylint: disable=g-import-not-at-top
   return env.git()
 
 
 def machine() -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
   cpu = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo") as f:
