@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import importlib
 import json
 import os
@@ -100,7 +101,7 @@ def command(cell: Cell, overrides: dict, workdir: str) -> list[str]:
 
 def shown(cmd: list[str], hide: dict[str, str]) -> str:
   """The command as a report prints it: `python`, and this machine's paths as placeholders."""
-  text = shlex.join(["python", *cmd[1:]])
+  text = shlex.join(["python", *cmd[1:]]).replace(f"{ROOT}/", "")  # relative to the checkout
   for path, placeholder in hide.items():
     text = text.replace(path, placeholder) if path else text  # "" would match everywhere
   return text
@@ -313,7 +314,11 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
   ran = json.load(open(done)) if os.path.exists(done) else {}
   last, acc, f1 = records[-1], [r["accuracy"] for r in records], [r["macro_f1"] for r in records]
   best, best_f1 = int(np.argmax(acc)), int(np.argmax(f1))
-  out = {"cell": cell.name, "seed": seed, **cell.meta, "command": ran.get("command"),
+  hide = [(f"{ROOT}/", ""), *([(common["manual_dir"], "<manual_dir>")]
+                              if common.get("manual_dir") else [])]
+  shown_command = [functools.reduce(lambda a, kv: a.replace(*kv), hide, arg)
+                   for arg in ran.get("command") or []] or None
+  out = {"cell": cell.name, "seed": seed, **cell.meta, "command": shown_command,
          "epochs_done": last["epoch"], "step": last["step"],
          "accuracy": acc[-1], "macro_f1": f1[-1], "weighted_f1": last.get("weighted_f1"),
          "best_accuracy": acc[best], "best_epoch": records[best]["epoch"], "last_accuracy": acc[-1],

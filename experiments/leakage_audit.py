@@ -139,15 +139,18 @@ def spread(d: dict) -> str:
 
 
 def verdict(d: dict) -> str:
+  """A clause on random_windows minus the other protocol, {seed: points}."""
   v = np.array(list(d.values()), float)
   if len(v) > 1 and (v > 0).all() and v.mean() > 2 * np.std(v, ddof=1) / np.sqrt(len(v)):
-    return "higher on every seed: inflated"
+    return "random_windows is higher on every seed: inflated"
   if (v > 0).all():
-    return "higher on every seed, but small against the seed spread" if len(v) > 1 else (
+    return "random_windows is " + (
+        "higher on every seed, but small against the seed spread" if len(v) > 1 else
         "higher on the one seed (no spread to judge it against)")
   if (v < 0).all():
-    return "LOWER on every seed: no inflation"
-  return f"the sign changes between seeds (higher on {(v > 0).sum()} of {len(v)}): no inflation shown"
+    return "random_windows is LOWER on every seed: no inflation"
+  return (f"the sign changes between seeds (random_windows higher on {(v > 0).sum()} of "
+          f"{len(v)}): no inflation shown")
 
 
 def audits(summary: dict) -> tuple[dict, list[str]]:
@@ -207,8 +210,8 @@ def findings(summary: dict, epochs: int | None = None) -> list[str]:
     for what, by_key in found.items():
       for key, metric in METRICS:
         if by_key.get(key):
-          out.append(f"- {NAMES[m]}, {metric}, {what}: {spread(by_key[key])}; random_windows "
-                     f"is {verdict(by_key[key])}.")
+          out.append(f"- {NAMES[m]}, {metric}, {what}: {spread(by_key[key])}; "
+                     f"{verdict(by_key[key])}.")
   found, bad = audits(summary)
   protocols = [p for p in PROTOCOLS if any(c.endswith(f"_{p}") for c in summary)]
   out += audit_findings(found, protocols)
@@ -308,7 +311,7 @@ def render(out: dict, png_name: str) -> str:
     rs = list(by_seed.values())
     a = rs[0].get("split_audit") or {}
     rows.append([cell, len(rs), "/".join(str(r["epochs_done"]) for r in rs),
-                 "/".join(str(r["step"]) for r in rs),
+                 "/".join(str(r["step"]) for r in rs) if rs[0]["step"] else "–",
                  f"{a['train_windows']:,}" if a else "–",
                  overlap_text(a) if a else "–",
                  report.pm([r["last_accuracy"] for r in rs]),

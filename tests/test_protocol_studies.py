@@ -177,8 +177,8 @@ def test_leakage_findings_say_when_there_is_no_inflation_and_when_the_audit_is_m
   forest = {c: v for c, v in leakage_summary().items() if c.startswith("rf_")}
   assert not any("epoch" in l for l in leak.findings(forest, epochs=1))  # no epochs to cut
   mixed = {0: 1.0, 1: -2.0}
-  assert leak.verdict(mixed) == ("the sign changes between seeds (higher on 1 of 2): no "
-                                 "inflation shown")
+  assert leak.verdict(mixed) == ("the sign changes between seeds (random_windows higher on 1 "
+                                 "of 2): no inflation shown")
 
 
 def test_the_leakage_report_renders_from_fake_records(tmp_path):
@@ -328,3 +328,8 @@ def test_the_engine_reads_the_selected_epoch_and_the_audit_a_run_wrote(tmp_path)
   assert [p["validation_accuracy"] for p in r["curve"]] == [0.8, 0.7]
   (wd / writers.SPLIT_AUDIT).unlink()
   assert engine.record(cell, 0, str(tmp_path), {}, epochs=2)["split_audit"] is None
+  # A finished run's command, as the report shows it: no path of this checkout or of the data.
+  ran = ["main.py", f"--workdir={engine.ROOT}/runs/x", "--config.manual_dir=/data/wisdm"]
+  (wd / "done.json").write_text(json.dumps({"command": ran}))
+  shown = engine.record(cell, 0, str(tmp_path), {"manual_dir": "/data/wisdm"}, epochs=2)
+  assert shown["command"] == ["main.py", "--workdir=runs/x", "--config.manual_dir=<manual_dir>"]
