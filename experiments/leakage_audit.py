@@ -355,11 +355,12 @@ def plot(path: str, summary: dict) -> None:
   models = [m for m in MODELS if any(c.startswith(f"{m}_") for c in summary)]
   series = []
   for p in PROTOCOLS:
-    v = [float(np.mean([r["last_accuracy"] for r in summary[f"{m}_{p}"].values()]))
-         if f"{m}_{p}" in summary else 0.0 for m in models]
-    series.append((p, v, COLORS[p], 0.85))
+    accs = [[r["last_accuracy"] for r in summary[f"{m}_{p}"].values()]
+            if f"{m}_{p}" in summary else [0.0] for m in models]
+    series.append((p, [float(np.mean(a)) for a in accs], COLORS[p], 0.85,
+                   [float(np.std(a, ddof=1)) if len(a) > 1 else 0.0 for a in accs]))
   report.bars(path, [NAMES[m] for m in models], series, [],
-              "test accuracy, last epoch (seed mean)",
+              "test accuracy, last epoch (seed mean ± std)",
               "WISDM-2019: the same windows under three split protocols")
 
 

@@ -147,24 +147,27 @@ def curves(path: str, cells: dict, label, title: str, styles: dict | None = None
 
 def bars(path: str, groups: list[str], series: list[tuple], lines: list[tuple], ylabel: str,
          title: str) -> None:
-  """Grouped bars, `series` = (label, values, color, alpha), the first one's values printed
-  (a score near zero has no visible bar), and horizontal `lines` = (y, label, style)."""
+  """Grouped bars, `series` = (label, values, color, alpha[, errors]), every value printed (a
+  score near zero has no visible bar), errors (a seed std) as whiskers, and horizontal
+  `lines` = (y, label, style); the legend sits above 1, clear of the bars."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
   width, x = 0.8 / len(series), np.arange(len(groups))
-  for i, (label, v, color, alpha) in enumerate(series):
+  for i, (label, v, color, alpha, *errors) in enumerate(series):
     offset = (i - (len(series) - 1) / 2) * width
-    ax.bar(x + offset, v, width, label=label, color=color, alpha=alpha)
-    for xi, vi in zip(x, v) if i == 0 else ():
-      ax.text(xi + offset, vi + 0.01, f"{vi:.3f}", ha="center", fontsize=7)
+    err = errors[0] if errors else None
+    ax.bar(x + offset, v, width, yerr=err, capsize=3, label=label, color=color, alpha=alpha)
+    for xi, vi, ei in zip(x, v, err if err is not None else [0] * len(v)):
+      ax.text(xi + offset, vi + ei + 0.01, f"{vi:.3f}", ha="center", fontsize=7)
   for y, label, style in lines:
     ax.axhline(y, color="black" if style == "--" else "gray", ls=style, lw=1, label=label)
   ax.set_xticks(x, groups)
-  ax.set(ylim=(0, 1), ylabel=ylabel, title=title)
-  ax.legend(fontsize=7, loc="upper right", ncol=2)
+  ax.set(ylim=(0, 1.15), ylabel=ylabel, title=title)
+  ax.set_yticks(np.linspace(0, 1, 6))
+  ax.legend(fontsize=7, loc="upper center", ncol=len(series) + len(lines))
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
   fig.savefig(path)
