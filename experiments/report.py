@@ -115,7 +115,8 @@ def machine() -> dict:
 
 def curves(path: str, cells: dict, label, title: str, styles: dict | None = None) -> None:
   """Test error per epoch, one line per cell: the seed mean ± std as a band where the seeds'
-  curves have one length, else one line per seed. `label(cell)` names a line."""
+  curves have one length, else one line per seed; a cell evaluated once (no epochs) is a
+  horizontal line. `label(cell)` names a line."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -126,6 +127,10 @@ def curves(path: str, cells: dict, label, title: str, styles: dict | None = None
     color, line = (styles or {}).get(cell, (None, "-"))
     error = [[100 * (1 - p["accuracy"]) for p in r["curve"]] for r in runs.values()]
     epochs = [[p["epoch"] for p in r["curve"]] for r in runs.values()]
+    if all(len(e) == 1 for e in error):  # one fit, no epochs (a forest): a level across the plot
+      ax.axhline(np.mean(error), color=color, ls=line, lw=1.5,
+                 label=f"{label(cell)} (one fit), mean of {len(error)} seed(s)")
+      continue
     if len(error) > 1 and len({len(e) for e in error}) == 1:
       mean, std = np.mean(error, 0), np.std(error, 0, ddof=1)
       ax.fill_between(epochs[0], mean - std, mean + std, color=color, alpha=0.15, lw=0)
