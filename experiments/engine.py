@@ -323,7 +323,8 @@ def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> d
          "accuracy": acc[-1], "macro_f1": f1[-1], "weighted_f1": last.get("weighted_f1"),
          "best_accuracy": acc[best], "best_epoch": records[best]["epoch"], "last_accuracy": acc[-1],
          "best_macro_f1": f1[best_f1], "best_macro_f1_epoch": records[best_f1]["epoch"],
-         "last_macro_f1": f1[-1], "complete": bool(ran) and last["epoch"] >= epochs * cell.epoch_factor,
+         "last_macro_f1": f1[-1],
+         "complete": bool(ran) and last["epoch"] >= epochs * cell.epoch_factor,
          "curve": [{k: r.get(k) for k in ("epoch", "accuracy", "macro_f1", "loss", "train_loss",
                                           "train_accuracy", "validation_accuracy")}
                    for r in records],

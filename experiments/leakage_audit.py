@@ -222,9 +222,10 @@ def findings(summary: dict, epochs: int | None = None) -> list[str]:
       out.append(f"- What the differences mix: random_windows_gap trains on "
                  f"{gap['train_windows']:,} windows against random_windows' "
                  f"{rw['train_windows']:,} (seed {seed}) in about as many steps, so part of its "
-                 "gap is less training data, not leakage; the subjects protocol tests people never seen in training, "
-                 "so its gap is leakage plus the cross-subject shift. Neither difference is "
-                 "leakage alone; random_windows minus random_windows_gap is the closer one.")
+                 "gap is less training data, not leakage; the subjects protocol tests people "
+                 "never seen in training, so its gap is leakage plus the cross-subject shift. "
+                 "Neither difference is leakage alone; random_windows minus random_windows_gap "
+                 "is the closer one.")
   out += [f"- WARNING, splits differ between models: {b}" for b in bad]
   if epochs and any(not c.startswith("rf_") for c in summary):  # a forest has no epochs
     out.append(f"- Every trained cell ran {epochs} epoch{'s' * (epochs != 1)} of the authors' "

@@ -232,7 +232,8 @@ def render(out: dict, png_name: str) -> str:
     walls = [r["wall_seconds"] for r in summary[cell].values() if r.get("wall_seconds")]
     params = out["params"][cell]
     rows.append([cell, ln(cell), f"{params:,}" if params else "–", ep(cell, "epochs_done"),
-                 pct(cell, "last_accuracy"), pct(cell, "last_macro_f1"), f"{np.mean(walls) / 60:.1f}" if walls else "–",
+                 pct(cell, "last_accuracy"), pct(cell, "last_macro_f1"),
+                 f"{np.mean(walls) / 60:.1f}" if walls else "–",
                  report.interval(summary[cell])])
   lines += ["## Results", "",
             "Accuracy and macro-F1 in % on the 4 test subjects at the last epoch (no epoch "

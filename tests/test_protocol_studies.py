@@ -186,7 +186,8 @@ def test_the_leakage_report_renders_from_fake_records(tmp_path):
   text = leak.render(out, "leakage_audit.png")
   assert "- Code: git " + "0" * 40 + "." in text
   assert "- Every trained cell: 2 epochs (the authors train 500) of 23 steps of batch 210" in text
-  assert ("| danhar_random_windows | 3 | 2/2/2 | 20/20/20 | 5,117 | 1,954 (89.1%) of 2,193 | 90.00 ± 1.00 "
+  assert ("| danhar_random_windows | 3 | 2/2/2 | 20/20/20 | 5,117 | 1,954 (89.1%) of 2,193 | "
+          "90.00 ± 1.00 "
           in text)
   assert "| DanHAR | last accuracy | random_windows minus subjects | +30.00, +29.00, +31.00 | " \
          "+30.00 ± 1.00 |" in text
