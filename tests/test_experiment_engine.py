@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import ablation, baselines, engine, report, recipe_comparison
+from experiments import leakage_audit, protocol_comparison
 from experiments import preregistered_localization as prereg
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
@@ -52,6 +53,19 @@ def test_the_recipe_reports_re_render_from_their_json(name):
   lo, hi = (float(v) for v in row.rsplit("|", 2)[1].strip(" []").split(","))
   last = np.mean([r["last_accuracy"] for r in out["cells"]["danhar"].values()]) * 100
   assert lo < last < hi and hi - lo > 5  # four subjects: a wide interval
+
+
+@pytest.mark.parametrize("study", [leakage_audit, protocol_comparison])
+def test_the_protocol_studies_re_render_from_their_json(study):
+  name = study.__name__.rsplit(".", 1)[1]
+  out = json.loads((RESULTS / f"{name}.json").read_text())
+  text = study.render(out, f"{name}.png")
+  assert study.findings(study.views(out), out["conditions"]["epochs"]) == out["findings"]
+  missing = [l for l in generated(text, drop_interval=False) if l not in committed(f"{name}.md")]
+  assert not missing, missing
+  assert not any("best" in l for l in text.splitlines() if l.startswith("|"))  # none on test
+  flat = json.dumps(out)  # no absolute path of the machine it ran on
+  assert "--workdir=/" not in flat and "manual_dir=/" not in flat and "data_dir=/" not in flat
 
 
 def test_the_ablation_report_re_renders_from_its_json():
