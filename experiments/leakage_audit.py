@@ -279,17 +279,10 @@ def collect(args, the_plan: dict) -> dict:
 
 def render(out: dict, png_name: str) -> str:
   """The report's markdown from its JSON; the findings are recomputed."""
-  summary, c, p = views(out), out["conditions"], out["plan"]
-  code = out.get("code") or {}
+  summary, c = views(out), out["conditions"]
   lines = [
-      "# Leakage audit: the random window split against subject-wise testing, WISDM-2019 "
-      "(real data)", "", "```", out["command"], "```", "",
-      "One cell's command (the others differ in variant, protocol and workdir):", "",
-      "```", out["cell_command_example"], "```", "", "## Conditions", "",
-      *report.condition_lines(c),
-      f"- Code: git {code.get('git_sha')}" + (" (with uncommitted changes)"
-                                              if code.get("git_dirty") else "") + ".",
-      f"- Data: {c['data']}.",
+      *report.head("Leakage audit: the random window split against subject-wise testing, "
+                   "WISDM-2019 (real data)", out, "variant, protocol and workdir"),
       (f"- Every trained cell: {c['epochs']} epoch{'s' * (c['epochs'] != 1)} (the authors "
        f"train {c['authors_epochs']}) of {c['steps_per_epoch']} steps of batch "
        f"{c['global_batch']} on the subjects split (each protocol trains on its own split's "
@@ -301,12 +294,7 @@ def render(out: dict, png_name: str) -> str:
        "- No trained cell ran."),
       f"- Seeds {', '.join(map(str, c['seeds']))}. The random forest: 300 trees on per-channel "
       "window statistics, the same splits.",
-      (f"- Plan: estimated {p['estimated_minutes']:.0f} min for a {p['budget_minutes']:.0f}-min "
-       f"budget (measured times × {p['margin']})." if p.get("estimated_minutes") else
-       "- Plan: epochs fixed by the command line."),
-      "- Not run: " + "; ".join(out["not_run"]) + ".", ""]
-  if out["missing"]:
-    lines += [f"**No evaluation yet for: {', '.join(out['missing'])}.**", ""]
+      *report.tail(out)]
   rows = []
   for cell, by_seed in summary.items():
     rs = list(by_seed.values())

@@ -216,8 +216,7 @@ def collect(args, the_plan: dict) -> dict:
 
 def render(out: dict, png_name: str) -> str:
   """The report's markdown from its JSON; the findings are recomputed."""
-  summary, c, p = views(out), out["conditions"], out["plan"]
-  code = out.get("code") or {}
+  summary, c = views(out), out["conditions"]
 
   def pct(cell, key):
     return report.pm([r.get(key) for r in summary[cell].values()])
@@ -226,26 +225,15 @@ def render(out: dict, png_name: str) -> str:
     return "/".join(str(r.get(key)) for r in summary[cell].values())
 
   lines = [
-      "# CNN, ResNet and DanHAR on WISDM-2019, the epoch selected on validation subjects "
-      "(real data)", "", "```", out["command"], "```", "",
-      "One cell's command (the others differ in variant and workdir):", "",
-      "```", out["cell_command_example"], "```", "", "## Conditions", "",
-      *report.condition_lines(c),
-      f"- Code: git {code.get('git_sha')}" + (" (with uncommitted changes)"
-                                              if code.get("git_dirty") else "") + ".",
-      f"- Data: {c['data']}.",
+      *report.head("CNN, ResNet and DanHAR on WISDM-2019, the epoch selected on validation "
+                   "subjects (real data)", out, "variant and workdir"),
       f"- Every network: {c['epochs']} epoch{'s' * (c['epochs'] != 1)} (the authors train {c['authors_epochs']}) of "
       f"{c['steps_per_epoch']} steps of batch {c['global_batch']}; seeds "
       f"{', '.join(map(str, c['seeds']))}; its authors' file recipe "
       f"(configs/wisdm2019.py); `select_on={c['select_on']}`: the test reported at the epoch of "
       "the best validation accuracy (the earliest on a tie), and at the last. The random forest: "
       "300 trees on per-channel window statistics, fitted once on the same training subjects.",
-      (f"- Plan: estimated {p['estimated_minutes']:.0f} min for a {p['budget_minutes']:.0f}-min "
-       f"budget (measured times × {p['margin']})." if p.get("estimated_minutes") else
-       "- Plan: epochs fixed by the command line."),
-      "- Not run: " + "; ".join(out["not_run"]) + ".", ""]
-  if out["missing"]:
-    lines += [f"**No evaluation yet for: {', '.join(out['missing'])}.**", ""]
+      *report.tail(out)]
   rows = []
   for cell in summary:
     params = out["params"].get(cell)

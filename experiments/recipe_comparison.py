@@ -194,7 +194,7 @@ def render(out: dict, png_name: str) -> str:
   """The report's markdown from its JSON: tables, paired seeds and findings recomputed."""
   summary, subjects = views(out)
   paired = paired_differences(summary)
-  c, p = out["conditions"], out["plan"]
+  c = out["conditions"]
 
   def pct(cell, key):
     return report.pm([r[key] for r in summary[cell].values()])
@@ -202,31 +202,23 @@ def render(out: dict, png_name: str) -> str:
   def ep(cell, key):
     return "/".join(str(r[key]) for r in summary[cell].values())
 
+  reused = []
+  if out.get("reused"):
+    prev = out.get("previous_conditions") or {}
+    reused = [
+        "- Reused from an earlier report (`--previous`), not rerun: " + "; ".join(
+            f"{k} seed(s) {', '.join(map(str, v))}" for k, v in out["reused"].items())
+        + f" (run {prev.get('started')} to {prev.get('finished')}, jax {prev.get('jax')}, "
+        "at an earlier commit of this code)."]
   lines = [
-      "# CNN, ResNet and DanHAR on WISDM-2019 with the authors' recipes (real data)", "",
-      "```", out["command"], "```", "", "One cell's command (the others differ in variant, "
-      "`logit_standardization` and workdir):", "", "```", out["cell_command_example"], "```", "",
-      "## Conditions", "",
-      *report.condition_lines(c),
-      f"- Data: {c['data']}.",
+      *report.head("CNN, ResNet and DanHAR on WISDM-2019 with the authors' recipes (real data)",
+                   out, "variant, `logit_standardization` and workdir"),
       f"- Every cell: {c['epochs']} epochs × {c['steps_per_epoch']} steps of batch "
       f"{c['global_batch']}; seed(s) {', '.join(map(str, c['seeds']))}; evaluation on the "
       "test subjects after every epoch; each cell with its authors' file settings "
       "(configs/wisdm2019.py) and its authors' objective (logit LayerNorm on for ResNet and "
       "DanHAR, off for the CNN); `danhar_no_ln` is DanHAR without it.",
-      (f"- Plan: estimated {p['estimated_minutes']:.0f} min for a {p['budget_minutes']:.0f}-min "
-       f"budget (measured times × {p['margin']})." if p.get("estimated_minutes") else
-       "- Plan: epochs fixed by the command line."),
-      "- Not run: " + "; ".join(out["not_run"]) + ".", ""]
-  if out.get("reused"):
-    prev = out.get("previous_conditions") or {}
-    lines[-1:-1] = [
-        "- Reused from an earlier report (`--previous`), not rerun: " + "; ".join(
-            f"{k} seed(s) {', '.join(map(str, v))}" for k, v in out["reused"].items())
-        + f" (run {prev.get('started')} to {prev.get('finished')}, jax {prev.get('jax')}, "
-        "at an earlier commit of this code)."]
-  if out["missing"]:
-    lines += [f"**No evaluation yet for: {', '.join(out['missing'])}.**", ""]
+      *report.tail(out, reused)]
   rows = []
   for cell in summary:
     walls = [r["wall_seconds"] for r in summary[cell].values() if r.get("wall_seconds")]

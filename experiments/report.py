@@ -96,6 +96,33 @@ def condition_lines(c: dict) -> list[str]:
           f"- Runs from {c['started']} to {c['finished']}; report written {c['report_written']}."]
 
 
+def head(title: str, out: dict, differ: str) -> list[str]:
+  """A study report's opening: title, its command, one cell's command (the others differ in
+  `differ`), and the Conditions every study has: machine and times, code where recorded, data."""
+  c, code = out["conditions"], out.get("code")
+  return [f"# {title}", "", "```", out["command"], "```", "",
+          f"One cell's command (the others differ in {differ}):", "",
+          "```", out["cell_command_example"], "```", "", "## Conditions", "",
+          *condition_lines(c),
+          *([f"- Code: git {code.get('git_sha')}"
+             + (" (with uncommitted changes)" if code.get("git_dirty") else "") + "."]
+            if code else []),
+          f"- Data: {c['data']}."]
+
+
+def tail(out: dict, extra=()) -> list[str]:
+  """The Conditions' last bullets (the plan, what was not run, then `extra`), and the runs
+  without an evaluation yet."""
+  p = out["plan"]
+  lines = [(f"- Plan: estimated {p['estimated_minutes']:.0f} min for a "
+            f"{p['budget_minutes']:.0f}-min budget (measured times × {p['margin']})."
+            if p.get("estimated_minutes") else "- Plan: epochs fixed by the command line."),
+           "- Not run: " + "; ".join(out["not_run"]) + ".", *extra, ""]
+  if out["missing"]:
+    lines += [f"**No evaluation yet for: {', '.join(out['missing'])}.**", ""]
+  return lines
+
+
 def code_version() -> dict:
   """The checkout's git commit, and whether tracked files differ from it (None outside git)."""
   return env.git()
