@@ -23,7 +23,7 @@ import sys
 
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.ablation")
-from experiments import engine, report  # pylint: disable=g-import-not-at-top
+from experiments import engine, records, report  # pylint: disable=g-import-not-at-top
 
 FILES = {"wisdm2019": "configs/wisdm2019.py", "weakly": "configs/weakly.py"}
 VARIANTS = {"wisdm2019": ("cnn", "resnet", "channel", "temporal", "danhar", "temporal_channel"),
@@ -86,10 +86,10 @@ def render(out: dict) -> str:
   suites = {}
   for r in out["cells"]:
     suites.setdefault(r["suite"], []).append(r)
-  for suite, records in suites.items():
+  for suite, runs in suites.items():
     loc = suite == "weakly"
     rows = []
-    for variant, by_seed in report.by_cell(records, "variant").items():
+    for variant, by_seed in report.by_cell(runs, "variant").items():
       rs = list(by_seed.values())
       params = rs[0].get("params")
       rows.append([variant, len(rs), f"{params:,} ({params / 2**20:.2f})" if params else "–",
@@ -101,8 +101,8 @@ def render(out: dict) -> str:
     lines += [f"## {suite}", "", *report.table(
         ["variant", "seeds", "params", "accuracy", "macro-F1", "weighted-F1", "train s",
          *((what for _, what in LOC) if loc else ()), "accuracy, subject-bootstrap 95%"], rows)]
-    if loc and "loc_pointing_uniform" in records[0]:
-      b = records[0]
+    if loc and "loc_pointing_uniform" in runs[0]:
+      b = runs[0]
       lines += ["", "Baselines on the same test windows (exact expectations): uniform "
                 f"attention: pointing {b['loc_pointing_uniform']:.3f}, IoU "
                 f"{b['loc_iou_uniform']:.3f}; a true-length box at a random position: pointing "
@@ -129,17 +129,17 @@ def main(argv=None):
   the_plan = engine.run_study(args, table, values, args.budget_hours * 3600, extend=extend)
   if not the_plan:  # --plan_only printed it, or --report found no plan.json
     return
-  records = []
+  finished = []
   for cell in table:
     params = engine.params(cell, values)
     for seed in args.seed_list:
-      r = engine.record(cell, seed, args.runs_dir, values,
-                        the_plan["epochs_by_suite"][cell.meta["suite"]])
+      r = records.record(cell, seed, args.runs_dir, values,
+                         the_plan["epochs_by_suite"][cell.meta["suite"]])
       if r is None:
         print(f"{cell.name} seed {seed} has no evaluation yet; see its log.txt.", flush=True)
       else:
-        records.append({**r, "params": params})
-  out = {"command": command_line, "plan": the_plan, "cells": records}
+        finished.append({**r, "params": params})
+  out = {"command": command_line, "plan": the_plan, "cells": finished}
   report.save(args.out_dir, args.name, out, render(out))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
-import functools
 import importlib
 import json
 import os
@@ -27,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from danhar_jax import input_pipeline, models, summary, train, writers
+from danhar_jax import input_pipeline, models, summary, train
 from experiments import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -99,12 +98,17 @@ def command(cell: Cell, overrides: dict, workdir: str) -> list[str]:
           *(f"--config.{k}={flag(v)}" for k, v in overrides.items())]
 
 
-def shown(cmd: list[str], hide: dict[str, str]) -> str:
-  """The command as a report prints it: `python`, and this machine's paths as placeholders."""
-  text = shlex.join(["python", *cmd[1:]]).replace(f"{ROOT}/", "")  # relative to the checkout
+def hidden(text: str, hide: dict[str, str]) -> str:
+  """`text` relative to the checkout, and with each of `hide`'s paths as its placeholder."""
+  text = text.replace(f"{ROOT}/", "")
   for path, placeholder in hide.items():
     text = text.replace(path, placeholder) if path else text  # "" would match everywhere
   return text
+
+
+def shown(cmd: list[str], hide: dict[str, str]) -> str:
+  """The command as a report prints it: `python`, and this machine's paths as placeholders."""
+  return hidden(shlex.join(["python", *cmd[1:]]), hide)
 
 
 def workdir(runs_dir: str, cell: Cell, seed: int) -> str:
@@ -283,84 +287,6 @@ def run_all(cells: list[Cell], seeds: list[int], epochs: int, runs_dir: str, com
   runs = [(c, s) for s in seeds for c in cells]
   with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
     return list(pool.map(lambda r: run(*r, epochs, runs_dir, common, hide, env), runs))
-
-
-# ---------------------------------------------------------------------------------------------
-# Records: what a finished run's eval_metrics.jsonl says, one shape for every kind of cell.
-
-
-def subjects_of(last: dict, config, wd: str) -> dict:
-  """{step, accuracy, windows, subjects: {s: {accuracy, windows}}} of the last evaluation:
-  from its record, or (an older run without the window counts) `train.evaluate`."""
-  if "subject_windows" not in last:
-    last = {**train.evaluate(config, wd), "step": last["step"]}
-  if "subject_accuracy" not in last:
-    return {}
-  n = last["subject_windows"]
-  return {"step": last["step"], "accuracy": last["accuracy"], "windows": sum(n.values()),
-          "subjects": {s: {"accuracy": a, "windows": n[s]}
-                       for s, a in last["subject_accuracy"].items()}}
-
-
-def record(cell: Cell, seed: int, runs_dir: str, common: dict, epochs: int) -> dict | None:
-  """The run's record, or None before its first evaluation: last and best accuracy and F1, the
-  curve, per-subject accuracy of the last evaluation (and of the selected one), the epoch
-  selected under config.select_on, the split's overlap audit, localisation scores, seconds."""
-  wd = workdir(runs_dir, cell, seed)
-  records = writers.read_eval_metrics(wd)
-  if not records:
-    return None
-  done = os.path.join(wd, "done.json")
-  ran = json.load(open(done)) if os.path.exists(done) else {}
-  last, acc, f1 = records[-1], [r["accuracy"] for r in records], [r["macro_f1"] for r in records]
-  best, best_f1 = int(np.argmax(acc)), int(np.argmax(f1))
-  hide = [(f"{ROOT}/", ""), *([(common["manual_dir"], "<manual_dir>")]
-                              if common.get("manual_dir") else [])]
-  shown_command = [functools.reduce(lambda a, kv: a.replace(*kv), hide, arg)
-                   for arg in ran.get("command") or []] or None
-  out = {"cell": cell.name, "seed": seed, **cell.meta, "command": shown_command,
-         "epochs_done": last["epoch"], "step": last["step"],
-         "accuracy": acc[-1], "macro_f1": f1[-1], "weighted_f1": last.get("weighted_f1"),
-         "best_accuracy": acc[best], "best_epoch": records[best]["epoch"], "last_accuracy": acc[-1],
-         "best_macro_f1": f1[best_f1], "best_macro_f1_epoch": records[best_f1]["epoch"],
-         "last_macro_f1": f1[-1],
-         "complete": bool(ran) and last["epoch"] >= epochs * cell.epoch_factor,
-         "curve": [{k: r.get(k) for k in ("epoch", "accuracy", "macro_f1", "loss", "train_loss",
-                                          "train_accuracy", "validation_accuracy")}
-                   for r in records],
-         **{k: v for k, v in last.items() if k.startswith("loc_")}}
-  # The epoch selected under config.select_on (docs/reliability.md); a record without the
-  # fields (a random forest, an older run) has none.
-  out.update({k: last.get(k) for k in ("selected_on", "selected_epoch", "selected_score",
-                                       "test_accuracy_at_selected", "test_macro_f1_at_selected")})
-  at = [r for r in records if r["epoch"] == last.get("selected_epoch")]
-  out["validation_accuracy_at_selected"] = at[0].get("validation_accuracy") if at else None
-  out["selected_checkpoint"] = (subjects_of(at[0], None, wd)
-                                if at and "subject_windows" in at[0] else {})
-  out["split_audit"] = writers.read_split_audit(wd)  # None for a run from before it was written
-  config = make_config(cell.config, values(cell, common, seed, epochs))
-  out["last_checkpoint"] = subjects_of(last, config, wd)
-  out.update({k: ran.get(k) for k in ("started", "finished", "wall_seconds")})
-  out["eval_seconds"] = sum(r.get("eval_seconds", 0) for r in records)
-  out["train_seconds"] = out["wall_seconds"] and out["wall_seconds"] - out["eval_seconds"]
-  return out
-
-
-def records(table: dict[str, Cell], names, seeds, runs_dir: str, common: dict, epochs: int,
-            previous: dict | None = None) -> tuple[dict, list[str]]:
-  """({cell: {"<seed>": record}}, ["<cell> seed <k>" of each run without an evaluation yet]);
-  `previous` ({cell: {"<seed>": record}} of an earlier report) fills in a run not here."""
-  cells, missing = {}, []
-  for name in names:
-    for seed in seeds:
-      r = record(table[name], seed, runs_dir, common, epochs)
-      if r is None and str(seed) in (previous or {}).get(name, {}):
-        r = previous[name][str(seed)]
-      if r is None:
-        missing.append(f"{name} seed {seed}")
-      else:
-        cells.setdefault(name, {})[str(seed)] = r
-  return cells, missing
 
 
 def example_command(table: dict[str, Cell], names, seed: int, runs_dir: str, common: dict,

@@ -39,7 +39,7 @@ import numpy as np
 
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.leakage_audit")
-from experiments import engine, report  # pylint: disable=g-import-not-at-top
+from experiments import engine, records, report  # pylint: disable=g-import-not-at-top
 
 FILE = "configs/wisdm2019.py"
 TEST_SUBJECTS = "1608,1609,1610,1611"
@@ -246,35 +246,21 @@ def views(out: dict) -> dict:
 def collect(args, the_plan: dict) -> dict:
   """The report's JSON, from the runs; `render` makes the markdown of it."""
   epochs = the_plan.get("epochs", args.epochs) or 1
-  values = common(args)
-  cells, missing = engine.records(args.table, args.cell_list, args.seed_list, args.runs_dir,
-                                  values, epochs)
-  hide = {args.manual_dir: "<wisdm_2019 folder>"}
-  example = engine.example_command(args.table, args.cell_list, args.seed_list[0],
-                                   args.runs_dir, values, epochs)
+  out = records.report_fields(args, "experiments.leakage_audit", common(args), epochs)
+  out["conditions"].update({
+      "data": ("WISDM-2019 smartwatch, the 12 staged subjects (1600-1611), 200 × 6 windows, "
+               f"step 100; subjects: test {args.test_subjects}, train the others; "
+               "random_windows(_gap): 30% of all windows test, drawn by the seed"),
+      "epochs": epochs, "authors_epochs": AUTHORS_EPOCHS,
+      "steps_per_epoch": the_plan.get("steps_per_epoch"),
+      "global_batch": the_plan.get("global_batch"), "seeds": args.seed_list})
   not_run = [c for c in CELLS if c not in args.cell_list]
-  return {
-      "command": engine.shown([sys.executable, "-m", "experiments.leakage_audit",
-                               *sys.argv[1:]], hide),
-      "cell_command_example": engine.shown(example, hide),
-      "code": report.code_version(),
-      "conditions": {**report.conditions([r for c in cells.values() for r in c.values()]),
-                     "report_written": engine.now(),
-                     "data": ("WISDM-2019 smartwatch, the 12 staged subjects (1600-1611), "
-                              "200 × 6 windows, step 100; subjects: test "
-                              f"{args.test_subjects}, train the others; random_windows(_gap): "
-                              "30% of all windows test, drawn by the seed"),
-                     "epochs": epochs, "authors_epochs": AUTHORS_EPOCHS,
-                     "steps_per_epoch": the_plan.get("steps_per_epoch"),
-                     "global_batch": the_plan.get("global_batch"), "seeds": args.seed_list},
-      "plan": the_plan,
-      "not_run": [*([f"cells {', '.join(not_run)}"] if not_run else []),
-                  f"more than {epochs} epoch{'s' * (epochs != 1)} (the authors train for "
-                  f"{AUTHORS_EPOCHS})",
-                  "the other 39 subjects of WISDM-2019 (only 12 are staged), its phone sensors"],
-      "missing": missing,
-      "params": {c: engine.params(args.table[c], values) for c in cells},
-      "cells": cells}
+  return {**out, "plan": the_plan,
+          "not_run": [*([f"cells {', '.join(not_run)}"] if not_run else []),
+                      f"more than {epochs} epoch{'s' * (epochs != 1)} (the authors train for "
+                      f"{AUTHORS_EPOCHS})",
+                      "the other 39 subjects of WISDM-2019 (only 12 are staged), its phone "
+                      "sensors"]}
 
 
 def render(out: dict, png_name: str) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.preregistered_localization")
 from danhar_jax import input_pipeline, localization, train  # pylint: disable=g-import-not-at-top
-from experiments import engine, report  # pylint: disable=g-import-not-at-top
+from experiments import engine, records, report  # pylint: disable=g-import-not-at-top
 
 # The registration's numbers: success iff every seed's block-1 pointing >= THRESHOLD.
 RANDOM_BOX, THRESHOLD, SEEDS, EPOCHS = 0.220, 0.420, (3, 4, 5), 10
@@ -130,7 +130,7 @@ def main(argv=None):
   walls = dict(kv.split("=") for kv in args.wall_minutes.split(",") if kv.strip())
   per_seed, edge, test = {}, {}, None
   for seed in seeds:
-    record = engine.record(CELL, seed, args.runs_dir, common, EPOCHS)
+    record = records.record(CELL, seed, args.runs_dir, common, EPOCHS)
     if record is None or record["epochs_done"] != EPOCHS:
       raise SystemExit(f"seed {seed}: no epoch-{EPOCHS} evaluation in eval_metrics.jsonl; the "
                        "registered rule needs it.")

@@ -35,7 +35,7 @@ import numpy as np
 
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.protocol_comparison")
-from experiments import engine, report  # pylint: disable=g-import-not-at-top
+from experiments import engine, records, report  # pylint: disable=g-import-not-at-top
 
 FILE = "configs/wisdm2019.py"
 TRAIN_SUBJECTS = "1600-1605"  # what remains of the 12 staged subjects: not a config field
@@ -183,35 +183,22 @@ def findings(summary: dict, epochs: int | None = None) -> list[str]:
 def collect(args, the_plan: dict) -> dict:
   """The report's JSON, from the runs; `render` makes the markdown of it."""
   epochs = the_plan.get("epochs", args.epochs) or 1
-  values = common(args)
-  cells, missing = engine.records(args.table, args.cell_list, args.seed_list, args.runs_dir,
-                                  values, epochs)
-  hide = {args.manual_dir: "<wisdm_2019 folder>"}
-  example = engine.example_command(args.table, args.cell_list, args.seed_list[0],
-                                   args.runs_dir, values, epochs)
-  return {
-      "command": engine.shown([sys.executable, "-m", "experiments.protocol_comparison",
-                               *sys.argv[1:]], hide),
-      "cell_command_example": engine.shown(example, hide),
-      "code": report.code_version(),
-      "conditions": {**report.conditions([r for c in cells.values() for r in c.values()]),
-                     "report_written": engine.now(),
-                     "data": ("WISDM-2019 smartwatch, the 12 staged subjects (1600-1611), "
-                              f"200 × 6 windows, step 100: train {TRAIN_SUBJECTS} (the others), "
-                              f"validation {args.validation_subjects}, test {args.test_subjects}"),
-                     "select_on": SELECT_ON, "epochs": epochs, "authors_epochs": AUTHORS_EPOCHS,
-                     "steps_per_epoch": the_plan.get("steps_per_epoch"),
-                     "global_batch": the_plan.get("global_batch"), "seeds": args.seed_list},
-      "plan": the_plan,
-      "not_run": [*([f"cells {', '.join(c for c in MODELS if c not in args.cell_list)}"]
-                    if len(args.cell_list) < len(MODELS) else []),
-                  f"more than {epochs} epoch{'s' * (epochs != 1)} (the authors train for "
-                  f"{AUTHORS_EPOCHS})",
-                  "early stopping (config.early_stopping_patience: off)",
-                  "the other 39 subjects of WISDM-2019 (only 12 are staged), its phone sensors"],
-      "missing": missing,
-      "params": {c: engine.params(args.table[c], values) for c in cells},
-      "cells": cells}
+  out = records.report_fields(args, "experiments.protocol_comparison", common(args), epochs)
+  out["conditions"].update({
+      "data": ("WISDM-2019 smartwatch, the 12 staged subjects (1600-1611), 200 × 6 windows, "
+               f"step 100: train {TRAIN_SUBJECTS} (the others), validation "
+               f"{args.validation_subjects}, test {args.test_subjects}"),
+      "select_on": SELECT_ON, "epochs": epochs, "authors_epochs": AUTHORS_EPOCHS,
+      "steps_per_epoch": the_plan.get("steps_per_epoch"),
+      "global_batch": the_plan.get("global_batch"), "seeds": args.seed_list})
+  return {**out, "plan": the_plan,
+          "not_run": [*([f"cells {', '.join(c for c in MODELS if c not in args.cell_list)}"]
+                        if len(args.cell_list) < len(MODELS) else []),
+                      f"more than {epochs} epoch{'s' * (epochs != 1)} (the authors train for "
+                      f"{AUTHORS_EPOCHS})",
+                      "early stopping (config.early_stopping_patience: off)",
+                      "the other 39 subjects of WISDM-2019 (only 12 are staged), its phone "
+                      "sensors"]}
 
 
 def render(out: dict, png_name: str) -> str:
@@ -227,7 +214,8 @@ def render(out: dict, png_name: str) -> str:
   lines = [
       *report.head("CNN, ResNet and DanHAR on WISDM-2019, the epoch selected on validation "
                    "subjects (real data)", out, "variant and workdir"),
-      f"- Every network: {c['epochs']} epoch{'s' * (c['epochs'] != 1)} (the authors train {c['authors_epochs']}) of "
+      f"- Every network: {c['epochs']} epoch{'s' * (c['epochs'] != 1)} (the authors train "
+      f"{c['authors_epochs']}) of "
       f"{c['steps_per_epoch']} steps of batch {c['global_batch']}; seeds "
       f"{', '.join(map(str, c['seeds']))}; its authors' file recipe "
       f"(configs/wisdm2019.py); `select_on={c['select_on']}`: the test reported at the epoch of "

@@ -26,7 +26,7 @@ import numpy as np
 
 if not __package__:  # run as a file, the packages are not importable
   sys.exit("run it from the repository root as: python -m experiments.recipe_comparison")
-from experiments import engine, report  # pylint: disable=g-import-not-at-top
+from experiments import engine, records, report  # pylint: disable=g-import-not-at-top
 
 FILE = "configs/wisdm2019.py"
 LN = "model.logit_standardization"
@@ -145,7 +145,7 @@ def collect(args, the_plan: dict) -> dict:
   previous = json.load(open(args.previous)) if args.previous else {}
   reused = {c: {s: {**r, "reused": args.previous} for s, r in v.items()}
             for c, v in previous.get("cells", {}).items()}
-  cells, missing = engine.records(CELLS, args.cell_list, args.seed_list, args.runs_dir,
+  cells, missing = records.records(CELLS, args.cell_list, args.seed_list, args.runs_dir,
                                   common(args), epochs, reused)
   hide = {args.manual_dir: "<wisdm_2019 folder>"}
   example = engine.example_command(CELLS, ["danhar"], args.seed_list[0], args.runs_dir,

@@ -1,7 +1,7 @@
 """What a study's report is made of: records grouped by cell, mean ± std over seeds,
 subject-bootstrap intervals, per-subject seed means, the machine, tables and learning curves.
 
-Every function takes records (experiments.engine.record's shape, or a committed JSON's), so a
+Every function takes records (experiments.records.record's shape, or a committed JSON's), so a
 report re-renders from its JSON alone.
 """
 
@@ -57,7 +57,7 @@ def subject_bootstrap(accuracy: dict, windows: dict, draws: int = DRAWS,
 
 def subject_means(by_seed: dict, at: str = "last_checkpoint") -> tuple[dict, dict, dict]:
   """Per test subject over seeds: (mean accuracy, sample std, windows); empty without them.
-  `at`: the evaluation, "last_checkpoint" or "selected_checkpoint" (engine.record)."""
+  `at`: the evaluation, "last_checkpoint" or "selected_checkpoint" (records.record)."""
   accs = [r[at]["subjects"] for r in by_seed.values() if r.get(at)]
   if not accs:
     return {}, {}, {}

@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from experiments import ablation, baselines, engine, report, recipe_comparison
+from experiments import ablation, baselines, engine, records, report, recipe_comparison
 from experiments import leakage_audit, protocol_comparison
 from experiments import preregistered_localization as prereg
 
@@ -160,7 +160,7 @@ def test_the_forest_reports_as_a_cell_does(tmp_path):
   wd = pathlib.Path(engine.workdir(str(tmp_path), cell, 0))
   wd.mkdir(parents=True)
   (wd / "eval_metrics.jsonl").write_text(json.dumps(record) + "\n")
-  r = engine.record(cell, 0, str(tmp_path), {}, epochs=1)
+  r = records.record(cell, 0, str(tmp_path), {}, epochs=1)
   assert r["last_accuracy"] == r["accuracy"] == record["accuracy"]
   assert r["last_checkpoint"]["windows"] == 120 and len(r["last_checkpoint"]["subjects"]) == 4
   assert engine.params(cell, {}) is None

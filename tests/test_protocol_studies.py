@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from danhar_jax import selection, splits, writers
-from experiments import engine, report
+from experiments import engine, records, report
 from experiments import leakage_audit as leak
 from experiments import protocol_comparison as proto
 
@@ -18,7 +18,7 @@ SUBJECTS = ("1608", "1609", "1610", "1611")
 
 
 # ---------------------------------------------------------------------------------------------
-# Hand-made records, in engine.record's shape.
+# Hand-made records, in records.record's shape.
 
 
 def subjects(acc: float, windows=(600, 610, 590, 617)) -> dict:
@@ -318,7 +318,7 @@ def test_the_engine_reads_the_selected_epoch_and_the_audit_a_run_wrote(tmp_path)
   (wd / "eval_metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
   a = audit("subjects", 10, 4, 0)
   writers.write_split_audit(str(wd), a)
-  r = engine.record(cell, 0, str(tmp_path), {"data_dir": "d"}, epochs=2)
+  r = records.record(cell, 0, str(tmp_path), {"data_dir": "d"}, epochs=2)
   assert r["split_audit"] == a
   assert (r["selected_epoch"], r["test_accuracy_at_selected"], r["last_accuracy"]) == (
       1, 0.5, 0.6)
@@ -328,9 +328,9 @@ def test_the_engine_reads_the_selected_epoch_and_the_audit_a_run_wrote(tmp_path)
   assert r["last_checkpoint"]["subjects"]["1608"]["accuracy"] == 0.6
   assert [p["validation_accuracy"] for p in r["curve"]] == [0.8, 0.7]
   (wd / writers.SPLIT_AUDIT).unlink()
-  assert engine.record(cell, 0, str(tmp_path), {}, epochs=2)["split_audit"] is None
+  assert records.record(cell, 0, str(tmp_path), {}, epochs=2)["split_audit"] is None
   # A finished run's command, as the report shows it: no path of this checkout or of the data.
   ran = ["main.py", f"--workdir={engine.ROOT}/runs/x", "--config.manual_dir=/data/wisdm"]
   (wd / "done.json").write_text(json.dumps({"command": ran}))
-  shown = engine.record(cell, 0, str(tmp_path), {"manual_dir": "/data/wisdm"}, epochs=2)
+  shown = records.record(cell, 0, str(tmp_path), {"manual_dir": "/data/wisdm"}, epochs=2)
   assert shown["command"] == ["main.py", "--workdir=runs/x", "--config.manual_dir=<manual_dir>"]
