@@ -159,6 +159,14 @@ def take(split, rows) -> dict[str, np.ndarray]:
   return {k: v[rows] for k, v in split.items()}
 
 
+def pad_rows(windows: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+  """`windows` with copies of its first window appended up to `n`: rows nothing points at."""
+  have = len(next(iter(windows.values())))
+  if have > n:
+    raise ValueError(f"pad_rows: {have} windows do not fit in {n}.")
+  return {k: np.concatenate([v, np.repeat(v[:1], n - have, axis=0)]) for k, v in windows.items()}
+
+
 def size(split) -> int:
   return len(split) if isinstance(split, Split) else len(split["label"])
 
@@ -431,6 +439,13 @@ class ProcessRows:
   def test(self) -> np.ndarray:
     """The sorted test rows held: `own_test()` and row 0."""
     return np.union1d(self.own_test(), [0])
+
+  def held_test_size(self) -> int:
+    """The most test rows any process holds (`test()`): every process pads its held windows to
+    it, because processes whose arrays differ in shape compile different programs, and their
+    collectives need not meet (jax 0.12.1 hangs on 512 against 513 rows)."""
+    return max(len(dataclasses.replace(self, process_index=p).test())
+               for p in range(self.num_processes))
 
   def train_batch(self, epoch: int, step_in_epoch: int) -> np.ndarray:
     """This process's rows of the global batch at (epoch, step)."""

@@ -315,7 +315,8 @@ class Trainer:
       logging.info("Process %d/%d holds its shard of the test split: %d of %d windows.",
                    jax.process_index(), n_proc, len(own), self.n_test)
     self.own_test = {k: v[np.isin(self.test_rows, own)] for k, v in test.items()}
-    test_data = {k: test[k] for k in ("signal", "label")}
+    test_data = input_pipeline.pad_rows({k: test[k] for k in ("signal", "label")},
+                                        self.rows.held_test_size())
     # Per-subject accuracy needs every process to agree on the subject list: one process only.
     self.subjects = None
     if "subject" in test and n_proc == 1:
@@ -356,7 +357,8 @@ class Trainer:
     positions, masks = zip(*[(input_pipeline.positions(held, r), mask)
                              for r, mask in rows.eval_batches()])
     logging.info("Validation split: %d windows.", rows.n_test)
-    flat, _ = flat_windows({k: data[k] for k in ("signal", "label")})
+    flat, _ = flat_windows(input_pipeline.pad_rows({k: data[k] for k in ("signal", "label")},
+                                                   rows.held_test_size()))
     return {"data": self.par.replicate(flat),
             "batches": {"positions": self.per_device(np.stack(positions)),
                         "mask": self.per_device(np.stack(masks))}}

@@ -49,7 +49,11 @@ def run_two_processes(common, workdir, env) -> list[str]:
       [*common, f"--workdir={workdir}", f"--coordinator_address=localhost:{port}",
        "--num_processes=2", f"--process_id={i}"], cwd=ROOT, env=env,
       stderr=subprocess.PIPE, text=True) for i in range(2)]
-  logs = [p.communicate(timeout=600)[1] for p in procs]
+  try:  # a collective that never meets hangs both: fail in minutes, and leave no process behind
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
   for p, log in zip(procs, logs):
     assert p.returncode == 0, log[-3000:]
   return logs

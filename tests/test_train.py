@@ -237,6 +237,23 @@ def test_each_process_holds_only_its_shard_of_an_epoch_and_of_the_test_split():
   np.testing.assert_array_equal(np.union1d(*tests), np.arange(37))
 
 
+@pytest.mark.parametrize("n_test,eval_batch,procs", [(1024, 32, 2), (37, 16, 2), (43, 12, 4)])
+def test_every_process_holds_as_many_test_windows(n_test, eval_batch, procs):
+  """Unequal held shapes compile a different program per process (1024 rows: 512 and 513)."""
+  rows = [input_pipeline.ProcessRows(seed=0, n_train=10, n_test=n_test, global_batch=procs,
+                                     eval_batch=eval_batch, steps_per_epoch=1,
+                                     num_processes=procs, process_index=p) for p in range(procs)]
+  size = rows[0].held_test_size()
+  assert size == max(len(r.test()) for r in rows) and all(r.held_test_size() == size for r in rows)
+  for r in rows:
+    held = input_pipeline.take({"label": np.arange(n_test)}, r.test())
+    padded = input_pipeline.pad_rows(held, size)["label"]
+    assert len(padded) == size and set(padded[len(held["label"]):]) <= {held["label"][0]}
+    np.testing.assert_array_equal(padded[:len(held["label"])], r.test())
+  with pytest.raises(ValueError, match=r"^pad_rows: 3 windows do not fit in 2\.$"):
+    input_pipeline.pad_rows({"label": np.arange(3)}, 2)
+
+
 def test_subject_mask_selects_the_listed_subjects():
   train_split, test_split, _ = fake_splits()
   subjects = np.concatenate([train_split["subject"], test_split["subject"]])
